@@ -1,0 +1,37 @@
+# paperclip_runtime — PGXS build
+EXTENSION = paperclip_runtime
+EXTVERSION = 0.1.0
+
+MODULE_big = paperclip_runtime
+OBJS = \
+	src/init.o \
+	src/jsonb_util.o \
+	src/driver.o \
+	src/driver_local.o \
+	src/driver_ssh.o \
+	src/driver_sandbox.o \
+	src/provider_fake.o \
+	src/secret_ref.o \
+	src/triggers.o \
+	src/lease.o
+
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql $(wildcard sql/$(EXTENSION)--*--*.sql),$(wildcard sql/$(EXTENSION)--*.sql)) \
+	$(wildcard sql/$(EXTENSION)--*--*.sql)
+HEADERS = src/pcr_provider.h
+
+SHLIB_LINK += -lssh2 -lsodium
+PG_CPPFLAGS += -I$(srcdir)/src
+# CI builds with PCR_WERROR=1 so that any warning fails the build
+ifdef PCR_WERROR
+PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+endif
+
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
+	cp $< $@

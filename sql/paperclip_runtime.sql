@@ -1,0 +1,377 @@
+-- paperclip_runtime: full install script (source of truth for the current version)
+\echo Use "CREATE EXTENSION paperclip_runtime" to load this file. \quit
+
+-- The schema "paperclip" is created by CREATE EXTENSION (control file: schema = paperclip).
+
+----------------------------------------------------------------------------
+-- Roles (cluster-wide; created once, kept across DROP EXTENSION)
+----------------------------------------------------------------------------
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'paperclip_agent') THEN
+        CREATE ROLE paperclip_agent NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'paperclip_admin') THEN
+        CREATE ROLE paperclip_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+
+----------------------------------------------------------------------------
+-- Tables
+----------------------------------------------------------------------------
+CREATE TABLE paperclip.companies (
+    id          uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    name        text        NOT NULL,
+    status      text        NOT NULL DEFAULT 'active'
+                CONSTRAINT companies_status_check CHECK (status IN ('active', 'paused', 'archived')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE paperclip.companies IS 'tenants; every other table is scoped by company_id';
+
+CREATE TABLE paperclip.environments (
+    id          uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    company_id  uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    name        text        NOT NULL,
+    description text,
+    driver      text        NOT NULL DEFAULT 'local'
+                CONSTRAINT environments_driver_check CHECK (driver IN ('local', 'ssh', 'sandbox')),
+    status      text        NOT NULL DEFAULT 'active'
+                CONSTRAINT environments_status_check CHECK (status IN ('active', 'archived')),
+    config      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    metadata    jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT environments_company_id_id_key UNIQUE (company_id, id)
+);
+COMMENT ON TABLE paperclip.environments IS 'where agent work executes: local host, ssh host or sandbox; config is validated per driver';
+CREATE UNIQUE INDEX environments_one_local_per_company
+    ON paperclip.environments (company_id) WHERE driver = 'local';
+
+CREATE TABLE paperclip.agents (
+    id                     uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    company_id             uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    name                   text        NOT NULL,
+    role                   text        NOT NULL DEFAULT 'general',
+    status                 text        NOT NULL DEFAULT 'idle',
+    adapter_type           text        NOT NULL DEFAULT 'process',
+    adapter_config         jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    runtime_config         jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    permissions            jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    default_environment_id uuid,
+    created_at             timestamptz NOT NULL DEFAULT now(),
+    updated_at             timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT agents_company_id_id_key UNIQUE (company_id, id),
+    CONSTRAINT agents_default_environment_fkey FOREIGN KEY (company_id, default_environment_id)
+        REFERENCES paperclip.environments (company_id, id) ON DELETE SET NULL (default_environment_id)
+);
+COMMENT ON TABLE paperclip.agents IS 'agents of a company; role and status use the host''s vocabulary';
+
+CREATE TABLE paperclip.heartbeat_runs (
+    id                uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    company_id        uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    agent_id          uuid        NOT NULL,
+    invocation_source text        NOT NULL DEFAULT 'on_demand',
+    status            text        NOT NULL DEFAULT 'queued'
+                      CONSTRAINT heartbeat_runs_status_check CHECK (status IN
+                          ('queued', 'scheduled_retry', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out')),
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    error             text,
+    error_code        text,
+    context_snapshot  jsonb,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT heartbeat_runs_company_id_id_key UNIQUE (company_id, id),
+    CONSTRAINT heartbeat_runs_agent_fkey FOREIGN KEY (company_id, agent_id)
+        REFERENCES paperclip.agents (company_id, id) ON DELETE CASCADE
+);
+COMMENT ON TABLE paperclip.heartbeat_runs IS 'agent runs; terminal statuses are succeeded, failed, cancelled and timed_out';
+
+CREATE SEQUENCE paperclip.environment_lease_fence_seq AS bigint;
+COMMENT ON SEQUENCE paperclip.environment_lease_fence_seq IS 'fencing tokens: a later acquisition always has a larger fence';
+
+CREATE TABLE paperclip.environment_leases (
+    id                     uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    company_id             uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    environment_id         uuid        NOT NULL,
+    execution_workspace_id uuid,
+    issue_id               uuid,
+    heartbeat_run_id       uuid,
+    status                 text        NOT NULL DEFAULT 'active'
+                           CONSTRAINT environment_leases_status_check CHECK (status IN
+                               ('active', 'released', 'expired', 'failed', 'retained')),
+    lease_policy           text        NOT NULL DEFAULT 'ephemeral'
+                           CONSTRAINT environment_leases_lease_policy_check CHECK (lease_policy IN
+                               ('ephemeral', 'reuse_by_environment', 'reuse_by_execution_workspace', 'retain_on_failure')),
+    provider               text,
+    provider_lease_id      text,
+    fence                  bigint      NOT NULL DEFAULT nextval('paperclip.environment_lease_fence_seq'),
+    acquired_at            timestamptz NOT NULL DEFAULT now(),
+    last_used_at           timestamptz NOT NULL DEFAULT now(),
+    expires_at             timestamptz,
+    released_at            timestamptz,
+    failure_reason         text,
+    cleanup_status         text
+                           CONSTRAINT environment_leases_cleanup_status_check CHECK (cleanup_status IN
+                               ('pending', 'success', 'failed')),
+    cleanup_attempts       integer     NOT NULL DEFAULT 0
+                           CONSTRAINT environment_leases_cleanup_attempts_check CHECK (cleanup_attempts >= 0),
+    cleanup_error          text,
+    metadata               jsonb,
+    created_at             timestamptz NOT NULL DEFAULT now(),
+    updated_at             timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT environment_leases_environment_fkey FOREIGN KEY (company_id, environment_id)
+        REFERENCES paperclip.environments (company_id, id) ON DELETE CASCADE,
+    CONSTRAINT environment_leases_heartbeat_run_fkey FOREIGN KEY (company_id, heartbeat_run_id)
+        REFERENCES paperclip.heartbeat_runs (company_id, id) ON DELETE SET NULL (heartbeat_run_id),
+    CONSTRAINT environment_leases_released_at_check CHECK (status = 'active' OR released_at IS NOT NULL)
+);
+ALTER SEQUENCE paperclip.environment_lease_fence_seq OWNED BY paperclip.environment_leases.fence;
+COMMENT ON TABLE paperclip.environment_leases IS 'which run holds which environment; state changes commit with the run''s own';
+COMMENT ON COLUMN paperclip.environment_leases.fence IS 'strictly increasing fencing token';
+
+CREATE UNIQUE INDEX environment_leases_one_active_per_run_environment
+    ON paperclip.environment_leases (heartbeat_run_id, environment_id) WHERE status = 'active';
+CREATE INDEX environment_leases_active_by_environment
+    ON paperclip.environment_leases (environment_id) WHERE status = 'active';
+CREATE INDEX environment_leases_active_expiry
+    ON paperclip.environment_leases (expires_at) WHERE status = 'active';
+CREATE INDEX environment_leases_cleanup_pending
+    ON paperclip.environment_leases (updated_at) WHERE cleanup_status = 'pending';
+CREATE INDEX environment_leases_by_environment_provider_lease
+    ON paperclip.environment_leases (environment_id, provider_lease_id);
+
+CREATE TABLE paperclip.company_secrets (
+    id                  uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    company_id          uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    name                text        NOT NULL,
+    provider            text        NOT NULL DEFAULT 'local_encrypted',
+    external_ref        text,
+    latest_version      integer     NOT NULL DEFAULT 1
+                        CONSTRAINT company_secrets_latest_version_check CHECK (latest_version >= 1),
+    description         text,
+    created_by_agent_id uuid,
+    created_by_user_id  text,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT company_secrets_company_id_name_key UNIQUE (company_id, name),
+    CONSTRAINT company_secrets_company_id_id_key UNIQUE (company_id, id),
+    CONSTRAINT company_secrets_created_by_agent_fkey FOREIGN KEY (company_id, created_by_agent_id)
+        REFERENCES paperclip.agents (company_id, id) ON DELETE SET NULL (created_by_agent_id)
+);
+COMMENT ON TABLE paperclip.company_secrets IS 'named secrets of a company; values live encrypted in company_secret_versions';
+
+CREATE TABLE paperclip.company_secret_versions (
+    id                uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    company_id        uuid        NOT NULL,
+    secret_id         uuid        NOT NULL,
+    version           integer     NOT NULL CONSTRAINT company_secret_versions_version_check CHECK (version >= 1),
+    material          jsonb       NOT NULL,
+    value_fingerprint text,
+    key_id            text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    revoked_at        timestamptz,
+    CONSTRAINT company_secret_versions_secret_id_version_key UNIQUE (secret_id, version),
+    CONSTRAINT company_secret_versions_secret_fkey FOREIGN KEY (company_id, secret_id)
+        REFERENCES paperclip.company_secrets (company_id, id) ON DELETE CASCADE
+);
+COMMENT ON TABLE paperclip.company_secret_versions IS 'encrypted secret versions: material holds ciphertext and decryption parameters only, never plaintext';
+
+----------------------------------------------------------------------------
+-- C functions
+----------------------------------------------------------------------------
+CREATE FUNCTION paperclip.acquire_run_lease(
+    company_id uuid,
+    environment_id uuid,
+    heartbeat_run_id uuid,
+    issue_id uuid DEFAULT NULL,
+    execution_workspace_id uuid DEFAULT NULL,
+    execution_workspace_mode text DEFAULT NULL)
+RETURNS paperclip.environment_leases
+AS 'MODULE_PATHNAME', 'pcr_acquire_run_lease'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.acquire_run_lease(uuid, uuid, uuid, uuid, uuid, text) IS
+    'acquire (or return the already active) lease of a run on an environment';
+
+CREATE FUNCTION paperclip.release_run_leases(
+    heartbeat_run_id uuid,
+    status text DEFAULT 'released',
+    failure_reason text DEFAULT NULL)
+RETURNS SETOF paperclip.environment_leases
+AS 'MODULE_PATHNAME', 'pcr_release_run_leases'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE ROWS 1;
+COMMENT ON FUNCTION paperclip.release_run_leases(uuid, text, text) IS
+    'transition every active lease of a run to released, failed or expired; returns the transitioned rows';
+
+CREATE FUNCTION paperclip.renew_run_lease(lease_id uuid)
+RETURNS paperclip.environment_leases
+AS 'MODULE_PATHNAME', 'pcr_renew_run_lease'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.renew_run_lease(uuid) IS 'extend an active lease by its TTL';
+
+CREATE FUNCTION paperclip.ensure_local_environment(company_id uuid)
+RETURNS paperclip.environments
+AS 'MODULE_PATHNAME', 'pcr_ensure_local_environment'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.ensure_local_environment(uuid) IS
+    'return the company''s local environment, creating it if none exists';
+
+CREATE FUNCTION paperclip.lease_ttl(config jsonb)
+RETURNS interval
+AS 'MODULE_PATHNAME', 'pcr_lease_ttl'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.lease_ttl(jsonb) IS
+    'lease TTL for an environment config: config.leaseTtlSeconds, else paperclip.lease_ttl';
+
+CREATE FUNCTION paperclip.validate_environment_config(driver text, config jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pcr_validate_environment_config'
+LANGUAGE C CALLED ON NULL INPUT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.validate_environment_config(text, jsonb) IS
+    'validate a driver config and return its normalised form; raises 22023 naming the field';
+
+-- trigger functions
+CREATE FUNCTION paperclip.environments_config_trigger() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pcr_environments_config_trigger' LANGUAGE C;
+CREATE FUNCTION paperclip.environments_delete_guard() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pcr_environments_delete_guard' LANGUAGE C;
+CREATE FUNCTION paperclip.environment_leases_guard() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pcr_environment_leases_guard' LANGUAGE C;
+
+----------------------------------------------------------------------------
+-- Run triggers (SPEC §3.3)
+----------------------------------------------------------------------------
+CREATE FUNCTION paperclip.heartbeat_runs_after_update() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF NEW.status IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
+        IF NEW.status IN ('failed', 'timed_out') THEN
+            PERFORM paperclip.release_run_leases(NEW.id, 'failed',
+                                                 coalesce(NEW.error, NEW.error_code, NEW.status));
+        ELSE
+            PERFORM paperclip.release_run_leases(NEW.id, 'released', NULL);
+        END IF;
+    ELSE
+        UPDATE paperclip.environment_leases AS l
+           SET last_used_at = now(),
+               expires_at = now() + paperclip.lease_ttl(e.config),
+               updated_at = now()
+          FROM paperclip.environments AS e
+         WHERE l.heartbeat_run_id = NEW.id
+           AND l.status = 'active'
+           AND e.company_id = l.company_id
+           AND e.id = l.environment_id;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION paperclip.heartbeat_runs_after_update() IS
+    'a run entering a terminal status releases its leases; any other update renews them';
+
+CREATE FUNCTION paperclip.heartbeat_runs_before_delete() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    PERFORM paperclip.release_run_leases(OLD.id, 'released', NULL);
+    RETURN OLD;
+END
+$fn$;
+COMMENT ON FUNCTION paperclip.heartbeat_runs_before_delete() IS
+    'deleting a run releases its active leases first';
+
+CREATE TRIGGER heartbeat_runs_lease_lifecycle
+    AFTER UPDATE ON paperclip.heartbeat_runs
+    FOR EACH ROW EXECUTE FUNCTION paperclip.heartbeat_runs_after_update();
+CREATE TRIGGER heartbeat_runs_release_on_delete
+    BEFORE DELETE ON paperclip.heartbeat_runs
+    FOR EACH ROW EXECUTE FUNCTION paperclip.heartbeat_runs_before_delete();
+
+CREATE TRIGGER environments_config_check
+    BEFORE INSERT OR UPDATE OF driver, config ON paperclip.environments
+    FOR EACH ROW EXECUTE FUNCTION paperclip.environments_config_trigger();
+CREATE TRIGGER environments_refuse_delete_with_active_leases
+    BEFORE DELETE ON paperclip.environments
+    FOR EACH ROW EXECUTE FUNCTION paperclip.environments_delete_guard();
+
+CREATE TRIGGER environment_leases_state_guard
+    BEFORE UPDATE OR DELETE ON paperclip.environment_leases
+    FOR EACH ROW EXECUTE FUNCTION paperclip.environment_leases_guard();
+
+----------------------------------------------------------------------------
+-- Row-level security by company (SPEC §7): non-owner roles see the rows of
+-- the company named by the session setting paperclip.company_id.
+----------------------------------------------------------------------------
+ALTER TABLE paperclip.companies ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.companies
+    USING (id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+ALTER TABLE paperclip.environments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.environments
+    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+ALTER TABLE paperclip.agents ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.agents
+    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+ALTER TABLE paperclip.heartbeat_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.heartbeat_runs
+    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+ALTER TABLE paperclip.environment_leases ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.environment_leases
+    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+ALTER TABLE paperclip.company_secrets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.company_secrets
+    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+ALTER TABLE paperclip.company_secret_versions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.company_secret_versions
+    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+
+----------------------------------------------------------------------------
+-- Grants: nothing to PUBLIC (SPEC §7)
+----------------------------------------------------------------------------
+REVOKE ALL ON ALL TABLES IN SCHEMA paperclip FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA paperclip FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA paperclip FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA paperclip TO paperclip_agent, paperclip_admin;
+
+-- paperclip_agent: acquire, renew and release leases; read its company's rows
+GRANT SELECT ON paperclip.companies, paperclip.agents, paperclip.environments,
+                paperclip.heartbeat_runs, paperclip.environment_leases TO paperclip_agent;
+GRANT INSERT, UPDATE ON paperclip.environment_leases TO paperclip_agent;
+GRANT UPDATE ON paperclip.heartbeat_runs TO paperclip_agent;
+GRANT USAGE ON SEQUENCE paperclip.environment_lease_fence_seq TO paperclip_agent, paperclip_admin;
+GRANT EXECUTE ON FUNCTION
+    paperclip.acquire_run_lease(uuid, uuid, uuid, uuid, uuid, text),
+    paperclip.release_run_leases(uuid, text, text),
+    paperclip.renew_run_lease(uuid),
+    paperclip.lease_ttl(jsonb),
+    paperclip.heartbeat_runs_after_update(),
+    paperclip.heartbeat_runs_before_delete(),
+    paperclip.environment_leases_guard()
+TO paperclip_agent;
+
+-- paperclip_admin: administer environments (and, with the secrets issue, secrets)
+GRANT SELECT, INSERT, UPDATE, DELETE ON paperclip.environments TO paperclip_admin;
+GRANT SELECT ON paperclip.companies, paperclip.agents, paperclip.heartbeat_runs,
+                paperclip.environment_leases TO paperclip_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON paperclip.company_secrets TO paperclip_admin;
+GRANT EXECUTE ON FUNCTION
+    paperclip.ensure_local_environment(uuid),
+    paperclip.validate_environment_config(text, jsonb),
+    paperclip.lease_ttl(jsonb),
+    paperclip.environments_config_trigger(),
+    paperclip.environments_delete_guard(),
+    paperclip.environment_leases_guard()
+TO paperclip_admin;
+GRANT INSERT ON paperclip.environments TO paperclip_admin;
+
+----------------------------------------------------------------------------
+-- pg_dump keeps the data of these tables
+----------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('paperclip.companies', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.agents', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.environments', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.heartbeat_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.environment_leases', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.environment_lease_fence_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.company_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.company_secret_versions', '');

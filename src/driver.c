@@ -1,0 +1,103 @@
+/*
+ * driver.c — the driver registry and the config checks drivers share
+ */
+#include "pcr.h"
+#include "driver.h"
+
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+
+/* The registry: one line per driver. */
+static const PcrDriver *const pcr_drivers[] = {
+	&pcr_driver_local,
+	&pcr_driver_ssh,
+	&pcr_driver_sandbox,
+};
+
+#define PCR_MAX_LEASE_TTL_SECONDS ((int64) 10 * 365 * 24 * 3600)
+
+const PcrDriver *
+PcrDriverByName(const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	for (int i = 0; i < lengthof(pcr_drivers); i++)
+		if (strcmp(pcr_drivers[i]->name, name) == 0)
+			return pcr_drivers[i];
+	return NULL;
+}
+
+void
+PcrConfigError(const char *driver, const char *field, const char *fmt,...)
+{
+	char		buf[512];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ereport(ERROR,
+			(errcode(PCR_ERRCODE_BAD_CONFIG),
+			 errmsg("invalid %s environment config: \"%s\" %s", driver, field, buf)));
+	pg_unreachable();
+}
+
+void
+PcrConfigRequireObject(const char *driver, Jsonb *config)
+{
+	if (!PcrJsonbIsObject(config))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("invalid %s environment config: \"config\" must be a JSON object", driver)));
+}
+
+bool
+PcrConfigIsCommonKey(const char *key)
+{
+	return strcmp(key, "leaseTtlSeconds") == 0;
+}
+
+/* Validate config.leaseTtlSeconds (a positive integer) and copy it over. */
+void
+PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b)
+{
+	JsonbValue	v;
+	int64		ttl;
+	bool		ok = false;
+
+	if (PcrJsonbGet(config, "leaseTtlSeconds", &v) == NULL || v.type == jbvNull)
+		return;
+	if (v.type == jbvNumeric && PcrNumericToInt64(v.val.numeric, &ttl))
+		ok = ttl >= 1 && ttl <= PCR_MAX_LEASE_TTL_SECONDS;
+	if (!ok)
+		PcrConfigError(driver, "leaseTtlSeconds",
+					   "must be an integer number of seconds between 1 and " INT64_FORMAT,
+					   PCR_MAX_LEASE_TTL_SECONDS);
+	PcrJbAddInt(b, "leaseTtlSeconds", ttl);
+}
+
+void
+PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *req)
+{
+	PcrJbBegin(b);
+	PcrJbAddText(b, "driver", driver);
+	PcrJbAddText(b, "executionWorkspaceMode", req->execution_workspace_mode);
+}
+
+char *
+PcrUuidToCString(const pg_uuid_t *uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) uuid)));
+}
+
+int64
+PcrLeaseTtlSeconds(Jsonb *config)
+{
+	JsonbValue	v;
+	int64		ttl;
+
+	if (PcrJsonbGet(config, "leaseTtlSeconds", &v) != NULL && v.type == jbvNumeric &&
+		PcrNumericToInt64(v.val.numeric, &ttl) && ttl >= 1)
+		return ttl;
+	return pcr_lease_ttl_guc;
+}

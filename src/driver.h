@@ -1,0 +1,60 @@
+/*
+ * driver.h — the environment driver interface
+ *
+ * A driver is one vtable; adding a driver means one file and one line in
+ * the registry of driver.c.  Lease code only ever calls through here.
+ */
+#ifndef PCR_DRIVER_H
+#define PCR_DRIVER_H
+
+#include "pcr.h"
+#include "pcr_provider.h"
+#include "jsonb_util.h"
+
+typedef struct PcrDriver
+{
+	const char *name;			/* environments.driver */
+
+	/* Validate and normalise a config; ereport 22023 naming the field. */
+	Jsonb	   *(*validate) (Jsonb *config);
+
+	/*
+	 * lease_policy of a new lease for this (normalised) config; a policy of
+	 * "reuse_by_environment" makes the environment exclusive: one run at a
+	 * time.
+	 */
+	const char *(*lease_policy) (Jsonb *config);
+
+	/*
+	 * Raise 0A000/55000 when acquiring on this config cannot be done in this
+	 * build or server (called before anything is written).
+	 */
+	void		(*check_available) (Jsonb *config);
+
+	/* Fill in the grant for a new lease; runs inside the caller's SPI. */
+	void		(*acquire) (const PcrLeaseRequest *req, PcrLeaseGrant *grant);
+
+	/* Does releasing a lease of this driver have side effects (cleanup)? */
+	bool		(*release_needs_cleanup) (Jsonb *lease_metadata);
+} PcrDriver;
+
+extern const PcrDriver pcr_driver_local;
+extern const PcrDriver pcr_driver_ssh;
+extern const PcrDriver pcr_driver_sandbox;
+
+/* NULL when unknown */
+extern const PcrDriver *PcrDriverByName(const char *name);
+
+/* Shared config checks (driver.c) */
+extern void PcrConfigRequireObject(const char *driver, Jsonb *config);
+extern void PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b);
+extern bool PcrConfigIsCommonKey(const char *key);
+extern void PcrConfigError(const char *driver, const char *field, const char *fmt,...) pg_attribute_printf(3, 4) pg_attribute_noreturn();
+
+/* Base metadata every driver writes: driver, executionWorkspaceMode. */
+extern void PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *req);
+
+/* uuid → canonical text (palloc'd) */
+extern char *PcrUuidToCString(const pg_uuid_t *uuid);
+
+#endif							/* PCR_DRIVER_H */

@@ -1,0 +1,148 @@
+/*
+ * driver_sandbox.c — the "sandbox" driver and the registry of its providers
+ *
+ * The driver itself only routes: config.provider (default "fake") names a
+ * PcrSandboxProvider registered through pcr_provider.h.  A config naming a
+ * provider that is not registered can be stored (it may be loaded later) but
+ * not acquired (0A000).
+ */
+#include "pcr.h"
+#include "driver.h"
+
+#include "utils/memutils.h"
+
+#define PCR_MAX_SANDBOX_PROVIDERS 16
+
+static const PcrSandboxProvider *providers[PCR_MAX_SANDBOX_PROVIDERS];
+static int	nproviders = 0;
+
+extern const PcrSandboxProvider pcr_provider_fake;
+
+static void
+ensure_builtin_providers(void)
+{
+	if (nproviders == 0)
+		providers[nproviders++] = &pcr_provider_fake;
+}
+
+void
+PcrRegisterSandboxProvider(const PcrSandboxProvider *provider)
+{
+	ensure_builtin_providers();
+	if (provider == NULL || provider->name == NULL || provider->validate == NULL ||
+		provider->acquire == NULL || provider->reuse_lease == NULL ||
+		provider->release_needs_cleanup == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sandbox provider registration is incomplete")));
+	if (provider->abi_version != PCR_PROVIDER_ABI_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("sandbox provider \"%s\" was built for provider ABI %d, this server has %d",
+						provider->name, provider->abi_version, PCR_PROVIDER_ABI_VERSION)));
+	if (PcrSandboxProviderByName(provider->name) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("sandbox provider \"%s\" is already registered", provider->name)));
+	if (nproviders >= PCR_MAX_SANDBOX_PROVIDERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many sandbox providers registered (at most %d)",
+						PCR_MAX_SANDBOX_PROVIDERS)));
+	providers[nproviders++] = provider;
+}
+
+const PcrSandboxProvider *
+PcrSandboxProviderByName(const char *name)
+{
+	ensure_builtin_providers();
+	for (int i = 0; i < nproviders; i++)
+		if (strcmp(providers[i]->name, name) == 0)
+			return providers[i];
+	return NULL;
+}
+
+/* config.provider, defaulting to "fake"; 22023 when present but not a non-empty string */
+static char *
+config_provider_name(Jsonb *config)
+{
+	JsonbValue	v;
+	char	   *name;
+
+	if (PcrJsonbGet(config, "provider", &v) == NULL || v.type == jbvNull)
+		return "fake";
+	if (v.type != jbvString)
+		PcrConfigError("sandbox", "provider", "must be a string, not %s", PcrJsonbTypeName(&v));
+	name = pnstrdup(v.val.string.val, v.val.string.len);
+	if (name[0] == '\0')
+		PcrConfigError("sandbox", "provider", "must not be empty");
+	return name;
+}
+
+static const PcrSandboxProvider *
+provider_for_acquire(Jsonb *config)
+{
+	const char *name = config_provider_name(config);
+	const PcrSandboxProvider *p = PcrSandboxProviderByName(name);
+
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_UNSUPPORTED),
+				 errmsg("sandbox provider \"%s\" is not available", name),
+				 errhint("Load the library that registers it through shared_preload_libraries.")));
+	return p;
+}
+
+static Jsonb *
+sandbox_validate(Jsonb *config)
+{
+	const PcrSandboxProvider *p;
+
+	PcrConfigRequireObject("sandbox", config);
+	p = PcrSandboxProviderByName(config_provider_name(config));
+	if (p == NULL)
+		return config;			/* stored as given; acquiring it fails */
+	return p->validate(config);
+}
+
+static const char *
+sandbox_lease_policy(Jsonb *config)
+{
+	return provider_for_acquire(config)->reuse_lease(config) ? "reuse_by_environment" : "ephemeral";
+}
+
+static void
+sandbox_check_available(Jsonb *config)
+{
+	(void) provider_for_acquire(config);
+}
+
+static void
+sandbox_acquire(const PcrLeaseRequest *req, PcrLeaseGrant *grant)
+{
+	provider_for_acquire(req->config)->acquire(req, grant);
+}
+
+static bool
+sandbox_release_needs_cleanup(Jsonb *lease_metadata)
+{
+	char	   *name = PcrJsonbGetText(lease_metadata, "provider");
+	const PcrSandboxProvider *p = name ? PcrSandboxProviderByName(name) : NULL;
+
+	/*
+	 * A lease whose provider is not loaded any more still gets a cleanup
+	 * attempt: the worker reports it if the provider stays missing.
+	 */
+	if (p == NULL)
+		return true;
+	return p->release_needs_cleanup(lease_metadata);
+}
+
+const PcrDriver pcr_driver_sandbox = {
+	.name = "sandbox",
+	.validate = sandbox_validate,
+	.lease_policy = sandbox_lease_policy,
+	.check_available = sandbox_check_available,
+	.acquire = sandbox_acquire,
+	.release_needs_cleanup = sandbox_release_needs_cleanup,
+};

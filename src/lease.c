@@ -1,0 +1,567 @@
+/*
+ * lease.c — acquire, release and renew leases; ensure the local environment
+ *
+ * Every state change is a statement in the caller's transaction (SPI with
+ * kept plans), so a lease changes state exactly when the caller commits.
+ * Drivers are reached only through the vtable of driver.h.
+ */
+#include "pcr.h"
+#include "driver.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(pcr_acquire_run_lease);
+PG_FUNCTION_INFO_V1(pcr_release_run_leases);
+PG_FUNCTION_INFO_V1(pcr_renew_run_lease);
+PG_FUNCTION_INFO_V1(pcr_ensure_local_environment);
+
+/* ------------------------------------------------------------------------
+ * Kept SPI plans
+ * ------------------------------------------------------------------------ */
+typedef enum PcrPlanId
+{
+	PLAN_ENVIRONMENT,
+	PLAN_LOCK_ENVIRONMENT,
+	PLAN_RUN,
+	PLAN_ACTIVE_LEASE,
+	PLAN_HOLDER,
+	PLAN_INSERT_LEASE,
+	PLAN_RELEASE,
+	PLAN_MARK_CLEANUP,
+	PLAN_RENEW,
+	PLAN_LEASE_STATUS,
+	PLAN_COMPANY,
+	PLAN_INSERT_LOCAL,
+	PLAN_SELECT_LOCAL,
+	PLAN_COUNT
+} PcrPlanId;
+
+typedef struct PcrPlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[10];
+} PcrPlanDef;
+
+static const PcrPlanDef plan_defs[PLAN_COUNT] = {
+	[PLAN_ENVIRONMENT] = {
+		"SELECT name, status, driver, config FROM paperclip.environments "
+		" WHERE id = $1 AND company_id = $2",
+		2, {UUIDOID, UUIDOID}
+	},
+	[PLAN_LOCK_ENVIRONMENT] = {
+		"SELECT 1 FROM paperclip.environments WHERE id = $1 FOR NO KEY UPDATE",
+		1, {UUIDOID}
+	},
+	[PLAN_RUN] = {
+		/* FOR SHARE: a concurrent status change waits for this acquire, so its trigger sees the lease */
+		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2 FOR SHARE",
+		2, {UUIDOID, UUIDOID}
+	},
+	[PLAN_ACTIVE_LEASE] = {
+		"SELECT * FROM paperclip.environment_leases "
+		" WHERE heartbeat_run_id = $1 AND environment_id = $2 AND status = 'active'",
+		2, {UUIDOID, UUIDOID}
+	},
+	[PLAN_HOLDER] = {
+		"SELECT heartbeat_run_id FROM paperclip.environment_leases "
+		" WHERE environment_id = $1 AND status = 'active' "
+		"   AND heartbeat_run_id IS DISTINCT FROM $2 LIMIT 1",
+		2, {UUIDOID, UUIDOID}
+	},
+	[PLAN_INSERT_LEASE] = {
+		"INSERT INTO paperclip.environment_leases AS l "
+		"  (company_id, environment_id, heartbeat_run_id, issue_id, execution_workspace_id, "
+		"   status, lease_policy, provider, provider_lease_id, "
+		"   acquired_at, last_used_at, expires_at, metadata) "
+		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, now(), now(), now() + $9, $10) "
+		"ON CONFLICT (heartbeat_run_id, environment_id) WHERE status = 'active' DO NOTHING "
+		"RETURNING *",
+		10, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, JSONBOID}
+	},
+	[PLAN_RELEASE] = {
+		"UPDATE paperclip.environment_leases "
+		"   SET status = CASE WHEN $2 = 'failed' AND lease_policy = 'retain_on_failure' "
+		"                     THEN 'retained' ELSE $2 END, "
+		"       released_at = now(), last_used_at = now(), updated_at = now(), "
+		"       failure_reason = $3, cleanup_status = NULL "
+		" WHERE heartbeat_run_id = $1 AND status = 'active' "
+		"RETURNING *",
+		3, {UUIDOID, TEXTOID, TEXTOID}
+	},
+	[PLAN_MARK_CLEANUP] = {
+		"UPDATE paperclip.environment_leases SET cleanup_status = 'pending' "
+		" WHERE id = $1 RETURNING *",
+		1, {UUIDOID}
+	},
+	[PLAN_RENEW] = {
+		"UPDATE paperclip.environment_leases AS l "
+		"   SET last_used_at = now(), expires_at = now() + paperclip.lease_ttl(e.config), "
+		"       updated_at = now() "
+		"  FROM paperclip.environments AS e "
+		" WHERE l.id = $1 AND l.status = 'active' "
+		"   AND e.company_id = l.company_id AND e.id = l.environment_id "
+		"RETURNING l.*",
+		1, {UUIDOID}
+	},
+	[PLAN_LEASE_STATUS] = {
+		"SELECT status FROM paperclip.environment_leases WHERE id = $1",
+		1, {UUIDOID}
+	},
+	[PLAN_COMPANY] = {
+		"SELECT 1 FROM paperclip.companies WHERE id = $1",
+		1, {UUIDOID}
+	},
+	[PLAN_INSERT_LOCAL] = {
+		"INSERT INTO paperclip.environments (company_id, name, driver, metadata) "
+		"VALUES ($1, 'Local', 'local', "
+		"        '{\"managedByPaperclip\": true, \"defaultForCompany\": true}') "
+		"ON CONFLICT (company_id) WHERE driver = 'local' DO NOTHING "
+		"RETURNING *",
+		1, {UUIDOID}
+	},
+	[PLAN_SELECT_LOCAL] = {
+		"SELECT * FROM paperclip.environments WHERE company_id = $1 AND driver = 'local'",
+		1, {UUIDOID}
+	},
+};
+
+static SPIPlanPtr plans[PLAN_COUNT];
+
+static void
+run_plan(PcrPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
+{
+	int			rc;
+
+	if (plans[id] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(plan_defs[id].sql, plan_defs[id].nargs,
+									(Oid *) plan_defs[id].argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare paperclip query %d: %s", (int) id,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plans[id] = p;
+	}
+	rc = SPI_execute_plan(plans[id], values, nulls, read_only, limit);
+	if (rc != expected_rc)
+		elog(ERROR, "paperclip query %d failed: %s", (int) id, SPI_result_code_string(rc));
+}
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------ */
+bool
+PcrRunStatusIsTerminal(const char *status)
+{
+	return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+		strcmp(status, "cancelled") == 0 || strcmp(status, "timed_out") == 0;
+}
+
+static char *
+spi_text(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NULL_ID),
+				 errmsg("%s must not be null", name)));
+}
+
+/*
+ * Rebuild an SPI result row as a tuple of the function's declared row type,
+ * matching columns by name (robust to dropped columns), allocated in the
+ * caller's memory context.
+ */
+typedef struct PcrRowMap
+{
+	TupleDesc	outdesc;
+	int		   *srcatt;			/* per output attribute: SPI column, or 0 */
+} PcrRowMap;
+
+static void
+rowmap_init(PcrRowMap *map, TupleDesc outdesc, TupleDesc spidesc)
+{
+	map->outdesc = outdesc;
+	map->srcatt = palloc0(sizeof(int) * outdesc->natts);
+	for (int i = 0; i < outdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(outdesc, i);
+
+		if (att->attisdropped)
+			continue;
+		map->srcatt[i] = SPI_fnumber(spidesc, NameStr(att->attname));
+		if (map->srcatt[i] <= 0)
+			elog(ERROR, "column \"%s\" missing from a paperclip query result", NameStr(att->attname));
+	}
+}
+
+static HeapTuple
+rowmap_tuple(PcrRowMap *map, HeapTuple src, TupleDesc spidesc)
+{
+	int			natts = map->outdesc->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
+
+	for (int i = 0; i < natts; i++)
+	{
+		if (map->srcatt[i] <= 0)
+		{
+			values[i] = (Datum) 0;
+			nulls[i] = true;
+			continue;
+		}
+		values[i] = SPI_getbinval(src, spidesc, map->srcatt[i], &nulls[i]);
+	}
+	return heap_form_tuple(map->outdesc, values, nulls);
+}
+
+/* Copy row 0 of the SPI result out as the function's composite result. */
+static Datum
+return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
+{
+	TupleDesc	outdesc;
+	PcrRowMap	map;
+	HeapTuple	tup;
+	MemoryContext old;
+	Datum		result;
+
+	if (get_call_result_type(fcinfo, NULL, &outdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "paperclip function must return a row type");
+	old = MemoryContextSwitchTo(callerctx);
+	outdesc = BlessTupleDesc(outdesc);
+	rowmap_init(&map, outdesc, SPI_tuptable->tupdesc);
+	tup = rowmap_tuple(&map, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	result = HeapTupleGetDatum(tup);
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
+/* ------------------------------------------------------------------------
+ * acquire_run_lease
+ * ------------------------------------------------------------------------ */
+Datum
+pcr_acquire_run_lease(PG_FUNCTION_ARGS)
+{
+	MemoryContext callerctx = CurrentMemoryContext;
+	PcrLeaseRequest req;
+	PcrLeaseGrant grant = {0};
+	const PcrDriver *driver;
+	const char *policy;
+	char	   *env_status;
+	char	   *driver_name;
+	char	   *run_status;
+	Jsonb	   *stored_config;
+	bool		isnull;
+	Datum		values[10];
+	char		nulls[10];
+	Interval   *ttl;
+	Datum		result;
+
+	require_arg(fcinfo, 0, "company_id");
+	require_arg(fcinfo, 1, "environment_id");
+	require_arg(fcinfo, 2, "heartbeat_run_id");
+
+	memset(&req, 0, sizeof(req));
+	memcpy(&req.company_id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
+	memcpy(&req.environment_id, PG_GETARG_UUID_P(1), sizeof(pg_uuid_t));
+	memcpy(&req.heartbeat_run_id, PG_GETARG_UUID_P(2), sizeof(pg_uuid_t));
+	req.execution_workspace_mode = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+
+	SPI_connect();
+
+	/* the environment: exists in this company, active */
+	values[0] = UUIDPGetDatum(&req.environment_id);
+	values[1] = UUIDPGetDatum(&req.company_id);
+	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req.environment_id), PcrUuidToCString(&req.company_id))));
+	req.environment_name = spi_text(0, 1);
+	env_status = spi_text(0, 2);
+	driver_name = spi_text(0, 3);
+	stored_config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	if (strcmp(env_status, "active") != 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("environment \"%s\" is not active", req.environment_name),
+				 errdetail("The environment is %s.", env_status)));
+
+	/* the run: exists in this company, not terminal */
+	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
+	values[1] = UUIDPGetDatum(&req.company_id);
+	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("heartbeat run %s does not exist in company %s",
+						PcrUuidToCString(&req.heartbeat_run_id), PcrUuidToCString(&req.company_id))));
+	run_status = spi_text(0, 1);
+	if (PcrRunStatusIsTerminal(run_status))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("heartbeat run %s is %s", PcrUuidToCString(&req.heartbeat_run_id), run_status),
+				 errdetail("A run in a terminal status cannot acquire leases.")));
+
+	/* the stored config, checked again: a bad row must not reach a driver */
+	driver = PcrDriverByName(driver_name);
+	if (driver == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, driver_name)));
+	req.config = driver->validate(stored_config);
+
+	/* idempotent: an active lease of this run on this environment is returned as it is */
+	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
+	values[1] = UUIDPGetDatum(&req.environment_id);
+	run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		result = return_row(fcinfo, callerctx);
+		SPI_finish();
+		PG_RETURN_DATUM(result);
+	}
+
+	driver->check_available(req.config);
+	policy = driver->lease_policy(req.config);
+
+	/* a reusable environment is held by one run at a time */
+	if (strcmp(policy, "reuse_by_environment") == 0)
+	{
+		values[0] = UUIDPGetDatum(&req.environment_id);
+		run_plan(PLAN_LOCK_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+		values[1] = UUIDPGetDatum(&req.heartbeat_run_id);
+		run_plan(PLAN_HOLDER, values, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed > 0)
+		{
+			Datum		holder = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_HELD),
+					 errmsg("environment \"%s\" is held by heartbeat run %s", req.environment_name,
+							isnull ? "(deleted)" : PcrUuidToCString(DatumGetUUIDP(holder))),
+					 errhint("A reusable sandbox serves one run at a time; release that run's lease first.")));
+		}
+	}
+
+	driver->acquire(&req, &grant);
+
+	ttl = palloc0(sizeof(Interval));
+	ttl->time = PcrLeaseTtlSeconds(req.config) * USECS_PER_SEC;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(&req.company_id);
+	values[1] = UUIDPGetDatum(&req.environment_id);
+	values[2] = UUIDPGetDatum(&req.heartbeat_run_id);
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n', values[3] = (Datum) 0;
+	else
+		values[3] = PG_GETARG_DATUM(3);
+	if (PG_ARGISNULL(4))
+		nulls[4] = 'n', values[4] = (Datum) 0;
+	else
+		values[4] = PG_GETARG_DATUM(4);
+	values[5] = CStringGetTextDatum(policy);
+	values[6] = CStringGetTextDatum(grant.provider);
+	if (grant.provider_lease_id == NULL)
+		nulls[7] = 'n', values[7] = (Datum) 0;
+	else
+		values[7] = CStringGetTextDatum(grant.provider_lease_id);
+	values[8] = IntervalPGetDatum(ttl);
+	values[9] = JsonbPGetDatum(grant.metadata);
+	run_plan(PLAN_INSERT_LEASE, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
+
+	if (SPI_processed == 0)
+	{
+		/* a concurrent acquire of the same run and environment committed first */
+		values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
+		values[1] = UUIDPGetDatum(&req.environment_id);
+		run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not acquire a lease on environment \"%s\" due to a concurrent change",
+							req.environment_name),
+					 errhint("Retry the transaction.")));
+	}
+	result = return_row(fcinfo, callerctx);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* ------------------------------------------------------------------------
+ * release_run_leases
+ * ------------------------------------------------------------------------ */
+static bool
+lease_needs_cleanup(HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	int			att = SPI_fnumber(desc, "metadata");
+	Datum		md = SPI_getbinval(tup, desc, att, &isnull);
+	Jsonb	   *metadata = isnull ? NULL : DatumGetJsonbP(md);
+	char	   *driver_name = PcrJsonbGetText(metadata, "driver");
+	const PcrDriver *driver;
+
+	/* leases written by hand without metadata: fall back on the provider column */
+	if (driver_name == NULL)
+	{
+		char	   *provider = SPI_getvalue(tup, desc, SPI_fnumber(desc, "provider"));
+
+		driver_name = (provider == NULL || strcmp(provider, "local") == 0 || strcmp(provider, "ssh") == 0)
+			? (provider ? provider : "local") : "sandbox";
+	}
+	driver = PcrDriverByName(driver_name);
+	return driver != NULL && driver->release_needs_cleanup(metadata);
+}
+
+Datum
+pcr_release_run_leases(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext callerctx = CurrentMemoryContext;
+	char	   *status;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	SPITupleTable *released;
+	uint64		nreleased;
+	PcrRowMap	map;
+	MemoryContext old;
+
+	require_arg(fcinfo, 0, "heartbeat_run_id");
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("release status must not be null"),
+				 errhint("Use released, failed or expired.")));
+	status = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(status, "released") != 0 && strcmp(status, "failed") != 0 &&
+		strcmp(status, "expired") != 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("invalid release status \"%s\"", status),
+				 errhint("Use released, failed or expired.")));
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n', values[2] = (Datum) 0;
+	else
+		values[2] = PG_GETARG_DATUM(2);
+	run_plan(PLAN_RELEASE, values, nulls, false, 0, SPI_OK_UPDATE_RETURNING);
+	released = SPI_tuptable;
+	nreleased = SPI_processed;
+
+	old = MemoryContextSwitchTo(callerctx);
+	rowmap_init(&map, rsinfo->setDesc, released->tupdesc);
+	MemoryContextSwitchTo(old);
+
+	for (uint64 i = 0; i < nreleased; i++)
+	{
+		HeapTuple	tup = released->vals[i];
+		TupleDesc	desc = released->tupdesc;
+
+		/* side effects (destroying a sandbox, ...) are done after commit by a worker */
+		if (lease_needs_cleanup(tup, desc))
+		{
+			bool		isnull;
+			Datum		id = SPI_getbinval(tup, desc, SPI_fnumber(desc, "id"), &isnull);
+
+			run_plan(PLAN_MARK_CLEANUP, &id, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
+			tup = SPI_tuptable->vals[0];
+		}
+		old = MemoryContextSwitchTo(callerctx);
+		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(&map, tup, desc));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* ------------------------------------------------------------------------
+ * renew_run_lease
+ * ------------------------------------------------------------------------ */
+Datum
+pcr_renew_run_lease(PG_FUNCTION_ARGS)
+{
+	MemoryContext callerctx = CurrentMemoryContext;
+	Datum		id;
+	Datum		result;
+
+	require_arg(fcinfo, 0, "lease_id");
+	id = PG_GETARG_DATUM(0);
+
+	SPI_connect();
+	run_plan(PLAN_RENEW, &id, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
+	{
+		run_plan(PLAN_LEASE_STATUS, &id, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_NOT_FOUND),
+					 errmsg("lease %s does not exist", PcrUuidToCString(DatumGetUUIDP(id)))));
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("lease %s is %s and cannot be renewed",
+						PcrUuidToCString(DatumGetUUIDP(id)), spi_text(0, 1)),
+				 errhint("Acquire a new lease with paperclip.acquire_run_lease().")));
+	}
+	result = return_row(fcinfo, callerctx);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* ------------------------------------------------------------------------
+ * ensure_local_environment
+ * ------------------------------------------------------------------------ */
+Datum
+pcr_ensure_local_environment(PG_FUNCTION_ARGS)
+{
+	MemoryContext callerctx = CurrentMemoryContext;
+	Datum		company;
+	Datum		result;
+
+	require_arg(fcinfo, 0, "company_id");
+	company = PG_GETARG_DATUM(0);
+
+	SPI_connect();
+	run_plan(PLAN_COMPANY, &company, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("company %s does not exist", PcrUuidToCString(DatumGetUUIDP(company)))));
+
+	/* the partial unique index makes concurrent callers create one row */
+	run_plan(PLAN_INSERT_LOCAL, &company, NULL, false, 0, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed == 0)
+	{
+		run_plan(PLAN_SELECT_LOCAL, &company, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not find or create the local environment of company %s",
+							PcrUuidToCString(DatumGetUUIDP(company))),
+					 errhint("Retry the transaction.")));
+	}
+	result = return_row(fcinfo, callerctx);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}

@@ -1,0 +1,70 @@
+/*
+ * pcr.h — shared declarations of paperclip_runtime
+ *
+ * SQLSTATE choices, GUC variables, small shared helpers and the
+ * PostgreSQL-version shims (the only place that tests PG_VERSION_NUM).
+ */
+#ifndef PCR_H
+#define PCR_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+/* ------------------------------------------------------------------------
+ * PostgreSQL version shims
+ * ------------------------------------------------------------------------ */
+#if PG_VERSION_NUM < 150000
+#error "paperclip_runtime requires PostgreSQL 15 or later"
+#endif
+
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#define PCR_BGW_FLAGS_CONNECTION BGWORKER_BYPASS_ALLOWCONN
+#else
+#define PCR_BGW_FLAGS_CONNECTION 0
+#endif
+
+#if PG_VERSION_NUM >= 170000
+#define PcrWaitEventExtension() WaitEventExtensionNew("PaperclipRuntime")
+#else
+#define PcrWaitEventExtension() PG_WAIT_EXTENSION
+#endif
+
+/* ------------------------------------------------------------------------
+ * SQLSTATE choices (SPEC §3, §5)
+ * ------------------------------------------------------------------------ */
+#define PCR_ERRCODE_NULL_ID          ERRCODE_NULL_VALUE_NOT_ALLOWED     /* 22004 */
+#define PCR_ERRCODE_BAD_CONFIG       ERRCODE_INVALID_PARAMETER_VALUE    /* 22023 */
+#define PCR_ERRCODE_NOT_FOUND        ERRCODE_UNDEFINED_OBJECT           /* 42704 */
+#define PCR_ERRCODE_WRONG_STATE      ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE /* 55000 */
+#define PCR_ERRCODE_HELD             ERRCODE_LOCK_NOT_AVAILABLE         /* 55P03 */
+#define PCR_ERRCODE_UNSUPPORTED      ERRCODE_FEATURE_NOT_SUPPORTED      /* 0A000 */
+#define PCR_ERRCODE_TRANSPORT        ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION /* 08001 */
+
+/* ------------------------------------------------------------------------
+ * GUCs (init.c)
+ * ------------------------------------------------------------------------ */
+extern char *pcr_database;
+extern int	pcr_driver_workers;
+extern char *pcr_master_key_file;
+extern int	pcr_lease_ttl_guc;			/* seconds */
+extern int	pcr_acquire_timeout;	/* milliseconds */
+extern int	pcr_ssh_connect_timeout;	/* milliseconds */
+extern char *pcr_runtime_api_candidates;
+extern int	pcr_reconcile_interval; /* milliseconds */
+extern int	pcr_cleanup_max_attempts;
+extern char *pcr_company_id;
+
+/* true when loaded through shared_preload_libraries */
+extern bool pcr_preloaded;
+
+/* run statuses (SPEC §2) */
+extern bool PcrRunStatusIsTerminal(const char *status);
+
+/* lease TTL for a (normalised) environment config, in seconds */
+extern int64 PcrLeaseTtlSeconds(Jsonb *config);
+
+#endif							/* PCR_H */

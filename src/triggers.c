@@ -1,0 +1,207 @@
+/*
+ * triggers.c — the table triggers that keep rows valid whoever writes them
+ *
+ * Rows may be written with plain SQL, so these, not the lease functions,
+ * enforce: per-driver config validation and normalisation, no deletion of an
+ * environment with active leases, and no way back from a terminal lease.
+ */
+#include "pcr.h"
+#include "driver.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(pcr_environments_config_trigger);
+PG_FUNCTION_INFO_V1(pcr_environments_delete_guard);
+PG_FUNCTION_INFO_V1(pcr_environment_leases_guard);
+PG_FUNCTION_INFO_V1(pcr_validate_environment_config);
+PG_FUNCTION_INFO_V1(pcr_lease_ttl);
+
+static TriggerData *
+trigger_data(FunctionCallInfo fcinfo, const char *fname)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be called as a trigger", fname)));
+	return (TriggerData *) fcinfo->context;
+}
+
+static int
+attnum_of(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		elog(ERROR, "column \"%s\" not found in \"%s\"", name, RelationGetRelationName(rel));
+	return attnum;
+}
+
+static char *
+text_attr(HeapTuple tuple, Relation rel, const char *name)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum_of(rel, name), RelationGetDescr(rel), &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* Validate and normalise environments.config for environments.driver. */
+Datum
+pcr_environments_config_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "environments_config_trigger");
+	Relation	rel = td->tg_relation;
+	HeapTuple	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	char	   *driver_name = text_attr(tuple, rel, "driver");
+	const PcrDriver *driver = PcrDriverByName(driver_name);
+	int			config_att = attnum_of(rel, "config");
+	bool		isnull;
+	Datum		config;
+	Jsonb	   *normalised;
+	Datum		newval[1];
+	bool		newnull[1] = {false};
+	int			cols[1];
+
+	if (!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "environments_config_trigger must be a BEFORE ROW trigger");
+
+	/* unknown driver or missing config: leave it to the CHECK / NOT NULL constraints */
+	config = heap_getattr(tuple, config_att, RelationGetDescr(rel), &isnull);
+	if (driver == NULL || isnull)
+		return PointerGetDatum(tuple);
+
+	normalised = driver->validate(DatumGetJsonbP(config));
+	newval[0] = JsonbPGetDatum(normalised);
+	cols[0] = config_att;
+	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1, cols,
+													 newval, newnull));
+}
+
+/* Refuse to delete an environment that still has active leases (55000). */
+Datum
+pcr_environments_delete_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "environments_delete_guard");
+	Relation	rel = td->tg_relation;
+	HeapTuple	tuple = td->tg_trigtuple;
+	bool		isnull;
+	Datum		id = heap_getattr(tuple, attnum_of(rel, "id"), RelationGetDescr(rel), &isnull);
+	char	   *name = text_attr(tuple, rel, "name");
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1] = {id};
+	int64		active = 0;
+	int			rc;
+
+	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event) || !TRIGGER_FIRED_BEFORE(td->tg_event))
+		elog(ERROR, "environments_delete_guard must be a BEFORE DELETE trigger");
+
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT count(*) FROM paperclip.environment_leases "
+							   " WHERE environment_id = $1 AND status = 'active'",
+							   1, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count the active leases of an environment");
+	active = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	if (active > 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("environment \"%s\" has %lld active lease%s", name,
+						(long long) active, active == 1 ? "" : "s"),
+				 errhint("Release the leases with paperclip.release_run_leases(), or archive the environment instead.")));
+	return PointerGetDatum(tuple);
+}
+
+/*
+ * A terminal lease never becomes active again, a fence never changes, and an
+ * active lease is never deleted (it would be lost without a release).
+ */
+Datum
+pcr_environment_leases_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "environment_leases_guard");
+	Relation	rel = td->tg_relation;
+	HeapTuple	oldtup = td->tg_trigtuple;
+	char	   *old_status = text_attr(oldtup, rel, "status");
+	bool		isnull;
+
+	if (!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "environment_leases_guard must be a BEFORE ROW trigger");
+
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		if (strcmp(old_status, "active") == 0)
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_WRONG_STATE),
+					 errmsg("cannot delete active lease %s",
+							PcrUuidToCString(DatumGetUUIDP(heap_getattr(oldtup, attnum_of(rel, "id"),
+																		RelationGetDescr(rel), &isnull)))),
+					 errhint("Release it with paperclip.release_run_leases() first.")));
+		return PointerGetDatum(oldtup);
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		HeapTuple	newtup = td->tg_newtuple;
+		char	   *new_status = text_attr(newtup, rel, "status");
+		int			fence_att = attnum_of(rel, "fence");
+		bool		n1,
+					n2;
+		Datum		f_old = heap_getattr(oldtup, fence_att, RelationGetDescr(rel), &n1);
+		Datum		f_new = heap_getattr(newtup, fence_att, RelationGetDescr(rel), &n2);
+		Datum		id = heap_getattr(oldtup, attnum_of(rel, "id"), RelationGetDescr(rel), &isnull);
+
+		if (strcmp(old_status, "active") != 0 && new_status && strcmp(new_status, "active") == 0)
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_WRONG_STATE),
+					 errmsg("lease %s is %s and cannot become active again",
+							PcrUuidToCString(DatumGetUUIDP(id)), old_status),
+					 errhint("Acquire a new lease with paperclip.acquire_run_lease().")));
+		if (n1 != n2 || (!n1 && DatumGetInt64(f_old) != DatumGetInt64(f_new)))
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_WRONG_STATE),
+					 errmsg("the fence of lease %s cannot change", PcrUuidToCString(DatumGetUUIDP(id)))));
+		return PointerGetDatum(newtup);
+	}
+	elog(ERROR, "environment_leases_guard must fire on UPDATE or DELETE");
+	pg_unreachable();
+}
+
+Datum
+pcr_validate_environment_config(PG_FUNCTION_ARGS)
+{
+	const PcrDriver *driver;
+	char	   *name;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NULL_ID),
+				 errmsg("driver must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	driver = PcrDriverByName(name);
+	if (driver == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("unknown environment driver \"%s\"", name),
+				 errhint("Drivers are local, ssh and sandbox.")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("invalid %s environment config: \"config\" must be a JSON object", name)));
+	PG_RETURN_JSONB_P(driver->validate(PG_GETARG_JSONB_P(1)));
+}
+
+Datum
+pcr_lease_ttl(PG_FUNCTION_ARGS)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = PcrLeaseTtlSeconds(PG_GETARG_JSONB_P(0)) * USECS_PER_SEC;
+	PG_RETURN_INTERVAL_P(iv);
+}

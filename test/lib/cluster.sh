@@ -1,0 +1,67 @@
+# test/lib/cluster.sh — start and stop throw-away PostgreSQL 15 clusters
+#
+# Source it, then:
+#   pcr_cluster_init DIR PORT [extra postgresql.conf lines...]
+#   pcr_cluster_start DIR ; pcr_cluster_stop DIR [mode] ; pcr_cluster_restart DIR [mode]
+# Clusters listen on 127.0.0.1 only.  As root they run as the postgres OS user
+# (PostgreSQL refuses to run as root).
+
+PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
+
+pcr_as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pcr_free_port() {
+  python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+pcr_cluster_init() {
+  local dir=$1 port=$2
+  shift 2
+  mkdir -p "$dir"
+  chmod 755 "$(dirname "$dir")" 2>/dev/null || true
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+  chmod 700 "$dir"
+  pcr_as_pg "$PCR_PGBIN/initdb" -D "$dir" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 ||
+    { cat "$dir.initdb.log" >&2; return 1; }
+  {
+    echo "listen_addresses = '127.0.0.1'"
+    echo "port = $port"
+    echo "unix_socket_directories = '$dir'"
+    echo "shared_preload_libraries = 'paperclip_runtime'"
+    echo "fsync = off"
+    echo "synchronous_commit = off"
+    echo "full_page_writes = off"
+    echo "max_connections = 60"
+    echo "logging_collector = off"
+    for line in "$@"; do echo "$line"; done
+  } >>"$dir/postgresql.conf"
+}
+
+pcr_cluster_start() {
+  local dir=$1
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+    { tail -n 50 "$dir/server.log" >&2; return 1; }
+}
+
+pcr_cluster_stop() {
+  local dir=$1 mode=${2:-fast}
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -m "$mode" -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+pcr_cluster_restart() {
+  local dir=$1 mode=${2:-fast}
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m "$mode" -w -t 60 restart >/dev/null ||
+    { tail -n 50 "$dir/server.log" >&2; return 1; }
+}

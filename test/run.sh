@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# test/run.sh — the whole test suite (README's test command; .ci/run calls it)
+#
+# Installs what it needs (Debian packages), builds with -Wall -Wextra -Werror,
+# installs the extension, starts a throw-away cluster on a free loopback port
+# with the extension preloaded, runs the pgTAP files through pg_regress and the
+# shell tests of test/shell/, stops everything, and ends with a line
+# "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+# shellcheck source=test/lib/cluster.sh
+. test/lib/cluster.sh
+
+scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+PCR_PGBIN=$(pg_config --bindir)
+
+echo "== build"
+make clean >/dev/null 2>&1
+if ! make PCR_WERROR=1 >build.log 2>&1; then
+  cat build.log; echo "0 passed, 1 failed"; exit 1
+fi
+make install >>build.log 2>&1 || { cat build.log; echo "0 passed, 1 failed"; exit 1; }
+
+WORK=$(mktemp -d /tmp/pcr-test.XXXXXX)
+chmod 755 "$WORK"
+export PCR_WORK=$WORK
+PORT=$(pcr_free_port)
+DATA=$WORK/data
+cleanup() {
+  pcr_cluster_stop "$DATA" immediate
+  [ -n "${PCR_KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+pcr_cluster_init "$DATA" "$PORT" "paperclip.database = 'pcr_regress'" || { echo "0 passed, 1 failed"; exit 1; }
+pcr_cluster_start "$DATA" || { echo "0 passed, 1 failed"; exit 1; }
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PCR_DATA=$DATA
+
+echo "== pgTAP (pg_regress)"
+TESTS=$(cd test/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+rm -rf results regression.diffs regression.out
+# PG15's pg_regress reads <inputdir>/expected: test/expected links to ../expected
+"$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+  --bindir="$PCR_PGBIN" --inputdir=test --outputdir="$ROOT" \
+  --host=127.0.0.1 --port="$PORT" --user=postgres --dbname=pcr_regress \
+  --load-extension=pgtap --load-extension=paperclip_runtime \
+  $TESTS 2>&1 | tee "$WORK/regress.log"
+
+passed=0
+failed=0
+for t in $TESTS; do
+  out=results/$t.out
+  ok=0; notok=0
+  if [ -f "$out" ]; then
+    ok=$(grep -cE '^ok [0-9]+' "$out" || true)
+    notok=$(grep -cE '^not ok [0-9]+' "$out" || true)
+  fi
+  if ! grep -qE "^(test)? +$t +\.\.\. ok" "$WORK/regress.log"; then
+    [ "$notok" -gt 0 ] || notok=1
+    echo "FAILED: $t (see regression.diffs)"
+  fi
+  passed=$((passed + ok)); failed=$((failed + notok))
+done
+[ -f regression.diffs ] && head -n 200 regression.diffs
+
+echo "== shell tests"
+for t in test/shell/*.sh; do
+  [ -e "$t" ] || continue
+  name=$(basename "$t" .sh)
+  echo "# $name"
+  bash "$t" >"$WORK/$name.tap" 2>"$WORK/$name.err"
+  rc=$?
+  cat "$WORK/$name.tap"
+  ok=$(grep -cE '^ok [0-9]+' "$WORK/$name.tap" || true)
+  notok=$(grep -cE '^not ok [0-9]+' "$WORK/$name.tap" || true)
+  if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then
+    notok=1
+    echo "not ok - $name exited with status $rc"
+    tail -n 30 "$WORK/$name.err"
+  fi
+  [ "$notok" -eq 0 ] || tail -n 30 "$WORK/$name.err"
+  passed=$((passed + ok)); failed=$((failed + notok))
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
