@@ -232,6 +232,13 @@ LANGUAGE C CALLED ON NULL INPUT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paperclip.validate_environment_config(text, jsonb) IS
     'validate a driver config and return its normalised form; raises 22023 naming the field';
 
+CREATE FUNCTION paperclip.environment_probe(environment_id uuid)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pcr_environment_probe'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.environment_probe(uuid) IS
+    'check that an environment can be used (ssh: connect, verify the host key and the workspace); returns {ok, driver, summary, details}, failures are reported, not raised';
+
 -- trigger functions
 CREATE FUNCTION paperclip.environments_config_trigger() RETURNS trigger
 AS 'MODULE_PATHNAME', 'pcr_environments_config_trigger' LANGUAGE C;
@@ -356,6 +363,7 @@ GRANT SELECT ON paperclip.companies, paperclip.agents, paperclip.heartbeat_runs,
 GRANT SELECT, INSERT, UPDATE, DELETE ON paperclip.company_secrets TO paperclip_admin;
 GRANT EXECUTE ON FUNCTION
     paperclip.ensure_local_environment(uuid),
+    paperclip.environment_probe(uuid),
     paperclip.validate_environment_config(text, jsonb),
     paperclip.lease_ttl(jsonb),
     paperclip.environments_config_trigger(),

@@ -84,6 +84,26 @@ PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *
 	PcrJbAddText(b, "executionWorkspaceMode", req->execution_workspace_mode);
 }
 
+Jsonb *
+PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details)
+{
+	PcrJsonbBuilder b;
+
+	if (details == NULL)
+	{
+		PcrJsonbBuilder empty;
+
+		PcrJbBegin(&empty);
+		details = PcrJbFinish(&empty);
+	}
+	PcrJbBegin(&b);
+	PcrJbAddBool(&b, "ok", ok);
+	PcrJbAddText(&b, "driver", driver);
+	PcrJbAddText(&b, "summary", summary);
+	PcrJbAddJsonb(&b, "details", details);
+	return PcrJbFinish(&b);
+}
+
 char *
 PcrUuidToCString(const pg_uuid_t *uuid)
 {

@@ -36,6 +36,13 @@ typedef struct PcrDriver
 
 	/* Does releasing a lease of this driver have side effects (cleanup)? */
 	bool		(*release_needs_cleanup) (Jsonb *lease_metadata);
+
+	/*
+	 * Check that the environment can be used, without writing anything:
+	 * returns {ok, driver, summary, details}.  May raise; the caller
+	 * (environment_probe) turns an error into {ok: false, ...}.
+	 */
+	Jsonb	   *(*probe) (const PcrLeaseRequest *req);
 } PcrDriver;
 
 extern const PcrDriver pcr_driver_local;
@@ -53,6 +60,9 @@ extern void PcrConfigError(const char *driver, const char *field, const char *fm
 
 /* Base metadata every driver writes: driver, executionWorkspaceMode. */
 extern void PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *req);
+
+/* {ok, driver, summary, details} for a probe; details may be NULL */
+extern Jsonb *PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details);
 
 /* uuid → canonical text (palloc'd) */
 extern char *PcrUuidToCString(const pg_uuid_t *uuid);

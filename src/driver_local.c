@@ -51,6 +51,12 @@ local_release_needs_cleanup(Jsonb *lease_metadata)
 	return false;
 }
 
+static Jsonb *
+local_probe(const PcrLeaseRequest *req)
+{
+	return PcrProbeResult(true, "local", "the local host is always available", NULL);
+}
+
 const PcrDriver pcr_driver_local = {
 	.name = "local",
 	.validate = local_validate,
@@ -58,4 +64,5 @@ const PcrDriver pcr_driver_local = {
 	.check_available = local_check_available,
 	.acquire = local_acquire,
 	.release_needs_cleanup = local_release_needs_cleanup,
+	.probe = local_probe,
 };

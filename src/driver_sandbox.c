@@ -138,6 +138,31 @@ sandbox_release_needs_cleanup(Jsonb *lease_metadata)
 	return p->release_needs_cleanup(lease_metadata);
 }
 
+/*
+ * A sandbox is usable when its provider is registered and accepts the
+ * config; the provider interface has no probe of its own (ABI 1), so no
+ * sandbox is created here.
+ */
+static Jsonb *
+sandbox_probe(const PcrLeaseRequest *req)
+{
+	const char *name = config_provider_name(req->config);
+	const PcrSandboxProvider *p = PcrSandboxProviderByName(name);
+	PcrJsonbBuilder details;
+
+	PcrJbBegin(&details);
+	PcrJbAddText(&details, "provider", name);
+	if (p == NULL)
+		return PcrProbeResult(false, "sandbox",
+							  psprintf("sandbox provider \"%s\" is not available", name),
+							  PcrJbFinish(&details));
+	PcrJbAddText(&details, "image", PcrJsonbGetText(req->config, "image"));
+	PcrJbAddBool(&details, "reuseLease", p->reuse_lease(req->config));
+	return PcrProbeResult(true, "sandbox",
+						  psprintf("sandbox provider \"%s\" is available", name),
+						  PcrJbFinish(&details));
+}
+
 const PcrDriver pcr_driver_sandbox = {
 	.name = "sandbox",
 	.validate = sandbox_validate,
@@ -145,4 +170,5 @@ const PcrDriver pcr_driver_sandbox = {
 	.check_available = sandbox_check_available,
 	.acquire = sandbox_acquire,
 	.release_needs_cleanup = sandbox_release_needs_cleanup,
+	.probe = sandbox_probe,
 };

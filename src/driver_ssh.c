@@ -1,15 +1,23 @@
 /*
  * driver_ssh.c — the "ssh" driver: agent work runs on a remote host
  *
- * This file holds the config contract of SPEC §4.  The transport (libssh2 in
- * a driver worker) is not built yet, so acquiring an ssh lease reports
- * 0A000 and writes nothing.
+ * The config contract of SPEC §4, and the caller's half of an ssh acquire or
+ * probe: the request is built here (the private key resolved from its secret
+ * in the caller's transaction), handed to a driver worker (worker.c), which
+ * does the network I/O with libssh2 (ssh_client.c); the lease row is then
+ * written by lease.c in the caller's transaction.
  */
 #include "pcr.h"
 #include "driver.h"
+#include "secret.h"
 #include "secret_ref.h"
+#include "worker.h"
 
+#include <sodium.h>
+
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/numeric.h"
 
 static const char *const ssh_keys[] = {
@@ -171,16 +179,206 @@ ssh_lease_policy(Jsonb *config)
 static void
 ssh_check_available(Jsonb *config)
 {
-	ereport(ERROR,
-			(errcode(PCR_ERRCODE_UNSUPPORTED),
-			 errmsg("acquiring a lease on an ssh environment is not supported yet"),
-			 errdetail("The ssh transport (libssh2 in a driver worker) is not part of this build.")));
+	JsonbValue	v;
+
+	if (PcrJsonbGet(config, "privateKeySecretRef", &v) == NULL || v.type == jbvNull)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("invalid ssh environment config: \"privateKeySecretRef\" is required to connect"),
+				 errhint("Store the key with paperclip.secret_create() and reference it with \"privateKeySecretRef\".")));
+	if (!pcr_preloaded || pcr_driver_workers == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("ssh environments need the paperclip driver workers"),
+				 errhint(!pcr_preloaded
+						 ? "Add paperclip_runtime to shared_preload_libraries and restart the server."
+						 : "Set paperclip.driver_workers to at least 1 and restart the server.")));
+}
+
+/* Copy a config string into a fixed request field, or raise 22023. */
+static void
+copy_field(char *dst, size_t dstlen, const char *src, const char *field)
+{
+	if (src == NULL)
+		src = "";
+	if (strlen(src) >= dstlen)
+		PcrConfigError("ssh", field, "is too long (at most %d bytes)", (int) dstlen - 1);
+	strlcpy(dst, src, dstlen);
+}
+
+/*
+ * The paperclip API candidates, one per line: paperclip.runtime_api_candidates,
+ * else PAPERCLIP_RUNTIME_API_CANDIDATES_JSON; a JSON array of URLs.
+ */
+static void
+api_candidates(char *dst, size_t dstlen)
+{
+	const char *json = pcr_runtime_api_candidates;
+	const char *source = "paperclip.runtime_api_candidates";
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	StringInfoData buf;
+
+	if (json == NULL || json[0] == '\0')
+	{
+		json = getenv("PAPERCLIP_RUNTIME_API_CANDIDATES_JSON");
+		source = "PAPERCLIP_RUNTIME_API_CANDIDATES_JSON";
+	}
+	dst[0] = '\0';
+	if (json == NULL || json[0] == '\0')
+		return;
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("invalid %s: must be a JSON array of URLs", source)));
+	initStringInfo(&buf);
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *url;
+
+		if (tok != WJB_ELEM)
+			continue;
+		if (v.type != jbvString)
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_BAD_CONFIG),
+					 errmsg("invalid %s: must be a JSON array of URLs", source),
+					 errdetail("An element is a %s.", PcrJsonbTypeName(&v))));
+		url = pnstrdup(v.val.string.val, v.val.string.len);
+		for (const char *p = url; *p; p++)
+			if (isspace((unsigned char) *p) || iscntrl((unsigned char) *p))
+				ereport(ERROR,
+						(errcode(PCR_ERRCODE_BAD_CONFIG),
+						 errmsg("invalid %s: a URL contains whitespace or control characters", source)));
+		if (url[0] == '\0')
+			continue;
+		if (buf.len > 0)
+			appendStringInfoChar(&buf, '\n');
+		appendStringInfoString(&buf, url);
+	}
+	if ((size_t) buf.len >= dstlen)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("invalid %s: too long (at most %d bytes)", source, (int) dstlen - 1)));
+	strlcpy(dst, buf.data, dstlen);
+}
+
+/* Build a worker request for this environment; the key comes from its secret. */
+static PcrSshRequest *
+ssh_request(const PcrLeaseRequest *req, PcrWorkerOp op)
+{
+	PcrSshRequest *r = palloc0(sizeof(PcrSshRequest));
+	JsonbValue	v;
+	PcrPlaintext key;
+
+	ssh_check_available(req->config);
+	r->op = op;
+	copy_field(r->host, sizeof(r->host), PcrJsonbGetText(req->config, "host"), "host");
+	copy_field(r->username, sizeof(r->username), PcrJsonbGetText(req->config, "username"), "username");
+	copy_field(r->path, sizeof(r->path), PcrJsonbGetText(req->config, "remoteWorkspacePath"),
+			   "remoteWorkspacePath");
+	copy_field(r->known_hosts, sizeof(r->known_hosts), PcrJsonbGetText(req->config, "knownHosts"),
+			   "knownHosts");
+	r->port = 22;
+	if (PcrJsonbGet(req->config, "port", &v) != NULL && v.type == jbvNumeric)
+	{
+		int64		port;
+
+		if (PcrNumericToInt64(v.val.numeric, &port))
+			r->port = (int32) port;
+	}
+	r->strict_host_key_checking = PcrJsonbGetBool(req->config, "strictHostKeyChecking", true);
+	r->connect_timeout_ms = pcr_ssh_connect_timeout;
+	api_candidates(r->candidates, sizeof(r->candidates));
+
+	PcrJsonbGet(req->config, "privateKeySecretRef", &v);
+	key = PcrSecretResolve(&req->company_id, JsonbValueToJsonb(&v));
+	if (key.len >= sizeof(r->key))
+	{
+		PcrPlaintextFree(&key);
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("the private key in privateKeySecretRef is too large (at most %d bytes)",
+						(int) sizeof(r->key) - 1)));
+	}
+	memcpy(r->key, key.data, key.len);
+	r->key_len = key.len;
+	r->has_key = key.len > 0;
+	PcrPlaintextFree(&key);
+	PcrSshCacheKey(r);
+	return r;
+}
+
+/* Hand the request to a worker; the key is zeroed whatever happens. */
+static PcrSshResponse *
+ssh_call(PcrSshRequest *r)
+{
+	PcrSshResponse *resp = palloc0(sizeof(PcrSshResponse));
+
+	PcrDriverCall(r, resp);
+	return resp;
+}
+
+static char *
+host_for_url(const char *host)
+{
+	return strchr(host, ':') ? psprintf("[%s]", host) : pstrdup(host);
 }
 
 static void
 ssh_acquire(const PcrLeaseRequest *req, PcrLeaseGrant *grant)
 {
-	ssh_check_available(req->config);
+	PcrSshRequest *r = ssh_request(req, PCR_OP_SSH_ACQUIRE);
+	PcrSshResponse *resp = ssh_call(r);
+	PcrJsonbBuilder b;
+
+	grant->provider = "ssh";
+	grant->provider_lease_id = psprintf("ssh://%s@%s:%d%s", r->username, host_for_url(r->host),
+										r->port, resp->remote_cwd);
+	PcrMetadataBegin(&b, "ssh", req);
+	PcrJbAddText(&b, "host", r->host);
+	PcrJbAddInt(&b, "port", r->port);
+	PcrJbAddText(&b, "username", r->username);
+	PcrJbAddText(&b, "remoteWorkspacePath", r->path);
+	PcrJbAddText(&b, "remoteCwd", resp->remote_cwd);
+	PcrJbAddText(&b, "paperclipApiUrl", resp->api_url[0] ? resp->api_url : NULL);
+	grant->metadata = PcrJbFinish(&b);
+}
+
+static Jsonb *
+ssh_probe(const PcrLeaseRequest *req)
+{
+	PcrSshRequest *r = ssh_request(req, PCR_OP_SSH_PROBE);
+	PcrSshResponse *resp = ssh_call(r);
+	PcrJsonbBuilder details;
+	PcrJsonbBuilder b;
+	char	   *where = psprintf("%s@%s:%d", r->username, host_for_url(r->host), r->port);
+
+	PcrJbBegin(&details);
+	PcrJbAddText(&details, "host", r->host);
+	PcrJbAddInt(&details, "port", r->port);
+	PcrJbAddText(&details, "username", r->username);
+	PcrJbAddText(&details, "remoteWorkspacePath", r->path);
+	PcrJbAddBool(&details, "workspaceExists", resp->workspace_exists);
+	PcrJbAddText(&details, "remoteCwd", resp->remote_cwd[0] ? resp->remote_cwd : NULL);
+	PcrJbAddText(&details, "paperclipApiUrl", resp->api_url[0] ? resp->api_url : NULL);
+	PcrJbAddText(&details, "hostKeyType", resp->host_key_type);
+	PcrJbAddText(&details, "hostKeyFingerprint", resp->host_key_sha256);
+	PcrJbAddBool(&details, "hostKeyVerified", r->strict_host_key_checking);
+	PcrJbAddBool(&details, "reusedSession", resp->reused_session);
+	PcrJbAddInt(&details, "elapsedMs", resp->elapsed_ms);
+
+	PcrJbBegin(&b);
+	PcrJbAddBool(&b, "ok", true);
+	PcrJbAddText(&b, "driver", "ssh");
+	PcrJbAddText(&b, "summary", resp->workspace_exists
+				 ? psprintf("connected to %s; workspace %s is ready", where, resp->remote_cwd)
+				 : psprintf("connected to %s; workspace %s will be created on first acquire", where, r->path));
+	PcrJbAddJsonb(&b, "details", PcrJbFinish(&details));
+	return PcrJbFinish(&b);
 }
 
 static bool
@@ -196,4 +394,5 @@ const PcrDriver pcr_driver_ssh = {
 	.check_available = ssh_check_available,
 	.acquire = ssh_acquire,
 	.release_needs_cleanup = ssh_release_needs_cleanup,
+	.probe = ssh_probe,
 };

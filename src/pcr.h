@@ -43,6 +43,9 @@
 #define PCR_ERRCODE_HELD             ERRCODE_LOCK_NOT_AVAILABLE         /* 55P03 */
 #define PCR_ERRCODE_UNSUPPORTED      ERRCODE_FEATURE_NOT_SUPPORTED      /* 0A000 */
 #define PCR_ERRCODE_TRANSPORT        ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION /* 08001 */
+#define PCR_ERRCODE_AUTH             ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION /* 28000 */
+#define PCR_ERRCODE_REMOTE_IO        ERRCODE_IO_ERROR                   /* 58030 */
+#define PCR_ERRCODE_NO_WORKER        ERRCODE_CONFIGURATION_LIMIT_EXCEEDED /* 53400 */
 
 /* ------------------------------------------------------------------------
  * GUCs (init.c)
