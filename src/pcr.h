@@ -46,6 +46,9 @@
 #define PCR_ERRCODE_AUTH             ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION /* 28000 */
 #define PCR_ERRCODE_REMOTE_IO        ERRCODE_IO_ERROR                   /* 58030 */
 #define PCR_ERRCODE_NO_WORKER        ERRCODE_CONFIGURATION_LIMIT_EXCEEDED /* 53400 */
+#define PCR_ERRCODE_FORBIDDEN        ERRCODE_INSUFFICIENT_PRIVILEGE     /* 42501 */
+#define PCR_ERRCODE_DUPLICATE        ERRCODE_UNIQUE_VIOLATION           /* 23505 */
+#define PCR_ERRCODE_UNDECRYPTABLE    ERRCODE_DATA_CORRUPTED             /* XX001 */
 
 /* ------------------------------------------------------------------------
  * GUCs (init.c)
