@@ -342,7 +342,8 @@ PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 		ereport(ERROR,
 				(errcode(resp->sqlerrcode),
 				 errmsg_internal("%s", resp->message),
-				 resp->detail[0] ? errdetail_internal("%s", resp->detail) : 0));
+				 resp->detail[0] ? errdetail_internal("%s", resp->detail) : 0,
+				 resp->hint[0] ? errhint("%s", resp->hint) : 0));
 }
 
 /* ------------------------------------------------------------------------
@@ -425,6 +426,7 @@ serve_request(PcrSshRequest *req, PcrSshResponse *resp, MemoryContext workctx)
 	}
 	my_slot->state = SLOT_RUNNING;
 	SpinLockRelease(&my_slot->mutex);
+	pgstat_report_activity(STATE_RUNNING, "ssh request");
 
 	memcpy(req, &my_slot->req, sizeof(PcrSshRequest));
 	sodium_memzero(my_slot->req.key, sizeof(my_slot->req.key));
@@ -453,6 +455,8 @@ serve_request(PcrSshRequest *req, PcrSshResponse *resp, MemoryContext workctx)
 				sizeof(resp->message));
 		if (edata->detail)
 			strlcpy(resp->detail, edata->detail, sizeof(resp->detail));
+		if (edata->hint)
+			strlcpy(resp->hint, edata->hint, sizeof(resp->hint));
 	}
 	PG_END_TRY();
 	sodium_memzero(req->key, sizeof(req->key));
@@ -478,6 +482,7 @@ serve_request(PcrSshRequest *req, PcrSshResponse *resp, MemoryContext workctx)
 	SpinLockRelease(&my_slot->mutex);
 	if (wake)
 		SetLatch(wake);
+	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 void
@@ -534,8 +539,6 @@ pcr_driver_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		pgstat_report_activity(STATE_RUNNING, "ssh request");
 		serve_request(req, resp, workctx);
-		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 }

@@ -61,6 +61,7 @@ typedef struct PcrSshResponse
 	int			sqlerrcode;
 	char		message[PCR_MSG_MAX];
 	char		detail[PCR_DETAIL_MAX];
+	char		hint[PCR_MSG_MAX];
 	/* result */
 	bool		reused_session;
 	bool		workspace_exists;
