@@ -128,10 +128,10 @@ tap_is "$ok|$driver|$state" "true|ssh|" "probe, good ssh environment: ok"
 tap_like "$summary" "^connected to $SSH_LAB_USER@127.0.0.1:$SSH_LAB_PORT; workspace .* is ready$" \
   "probe, good ssh environment: the summary names the host and the workspace"
 IFS='|' read -r ok driver summary state <<<"$(probe $E_WRONG_HK)"
-tap_is "$ok|$driver|$state" "false|ssh|08001" "probe, wrong host key: not ok, 08001 in the details"
+tap_is "$ok|$driver|$state" "false|ssh|08001" "probe, wrong host key: ok is false, 08001 in the details"
 tap_is "$summary" "host key of \"$WHERE\" does not match knownHosts" "probe, wrong host key: the summary says why"
 IFS='|' read -r ok driver summary state <<<"$(probe $E_BAD_KEY)"
-tap_is "$ok|$state" "false|28000" "probe, refused client key: not ok, 28000 in the details"
+tap_is "$ok|$state" "false|28000" "probe, refused client key: ok is false, 28000 in the details"
 E_MISSING=00000000-0000-0000-0000-000000004210
 ssh_env $E_MISSING not-yet-created
 tap_is "$(sql -c "SELECT p->>'ok' || '|' || (p->'details'->>'workspaceExists') FROM paperclip.environment_probe('$E_MISSING') p")" \
