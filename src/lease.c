@@ -25,6 +25,7 @@ PG_FUNCTION_INFO_V1(pcr_ensure_local_environment);
  * ------------------------------------------------------------------------ */
 typedef enum PcrPlanId
 {
+	PLAN_LOOKUP,
 	PLAN_ENVIRONMENT,
 	PLAN_LOCK_ENVIRONMENT,
 	PLAN_RUN,
@@ -49,6 +50,24 @@ typedef struct PcrPlanDef
 } PcrPlanDef;
 
 static const PcrPlanDef plan_defs[PLAN_COUNT] = {
+	[PLAN_LOOKUP] = {
+		/*
+		 * One round trip for the common case: the environment, the run
+		 * (locked FOR SHARE: a concurrent status change waits for this
+		 * acquire, so its trigger sees the lease) and any active lease of
+		 * the run on the environment.  No row: PLAN_ENVIRONMENT and PLAN_RUN
+		 * tell which object is missing.
+		 */
+		"SELECT e.name AS env_name, e.status AS env_status, e.driver AS env_driver, "
+		"       e.config AS env_config, r.status AS run_status, l.* "
+		"  FROM paperclip.environments AS e "
+		"  JOIN paperclip.heartbeat_runs AS r ON r.id = $3 AND r.company_id = $2 "
+		"  LEFT JOIN paperclip.environment_leases AS l "
+		"         ON l.heartbeat_run_id = $3 AND l.environment_id = $1 AND l.status = 'active' "
+		" WHERE e.id = $1 AND e.company_id = $2 "
+		"   FOR SHARE OF r",
+		3, {UUIDOID, UUIDOID, UUIDOID}
+	},
 	[PLAN_ENVIRONMENT] = {
 		"SELECT name, status, driver, config FROM paperclip.environments "
 		" WHERE id = $1 AND company_id = $2",
@@ -59,8 +78,7 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		1, {UUIDOID}
 	},
 	[PLAN_RUN] = {
-		/* FOR SHARE: a concurrent status change waits for this acquire, so its trigger sees the lease */
-		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2 FOR SHARE",
+		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2",
 		2, {UUIDOID, UUIDOID}
 	},
 	[PLAN_ACTIVE_LEASE] = {
@@ -230,22 +248,69 @@ rowmap_tuple(PcrRowMap *map, HeapTuple src, TupleDesc spidesc)
 	return heap_form_tuple(map->outdesc, values, nulls);
 }
 
+/*
+ * Per call site (fn_extra): the blessed result descriptor and the column
+ * maps for the few SPI result shapes a function returns (told apart by
+ * their column count), so that repeated calls in one query, or one prepared
+ * statement, map columns once.
+ */
+#define PCR_ROWMAP_SHAPES 4
+
+typedef struct PcrResultCache
+{
+	TupleDesc	outdesc;
+	int			nshapes;
+	int			shape_natts[PCR_ROWMAP_SHAPES];
+	PcrRowMap	shape_map[PCR_ROWMAP_SHAPES];
+} PcrResultCache;
+
+static PcrRowMap *
+result_map(FunctionCallInfo fcinfo, TupleDesc spidesc)
+{
+	PcrResultCache *cache = (PcrResultCache *) fcinfo->flinfo->fn_extra;
+	MemoryContext old;
+	PcrRowMap  *map;
+
+	if (cache == NULL)
+	{
+		TupleDesc	outdesc;
+
+		if (get_call_result_type(fcinfo, NULL, &outdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "paperclip function must return a row type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		cache = palloc0(sizeof(PcrResultCache));
+		cache->outdesc = BlessTupleDesc(CreateTupleDescCopy(outdesc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	for (int i = 0; i < cache->nshapes; i++)
+		if (cache->shape_natts[i] == spidesc->natts)
+			return &cache->shape_map[i];
+
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	if (cache->nshapes < PCR_ROWMAP_SHAPES)
+	{
+		map = &cache->shape_map[cache->nshapes];
+		cache->shape_natts[cache->nshapes++] = spidesc->natts;
+	}
+	else
+		map = palloc(sizeof(PcrRowMap));	/* not cached; can't happen with our plans */
+	rowmap_init(map, cache->outdesc, spidesc);
+	MemoryContextSwitchTo(old);
+	return map;
+}
+
 /* Copy row 0 of the SPI result out as the function's composite result. */
 static Datum
 return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
 {
-	TupleDesc	outdesc;
-	PcrRowMap	map;
+	PcrRowMap  *map = result_map(fcinfo, SPI_tuptable->tupdesc);
 	HeapTuple	tup;
 	MemoryContext old;
 	Datum		result;
 
-	if (get_call_result_type(fcinfo, NULL, &outdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "paperclip function must return a row type");
 	old = MemoryContextSwitchTo(callerctx);
-	outdesc = BlessTupleDesc(outdesc);
-	rowmap_init(&map, outdesc, SPI_tuptable->tupdesc);
-	tup = rowmap_tuple(&map, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	tup = rowmap_tuple(map, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	result = HeapTupleGetDatum(tup);
 	MemoryContextSwitchTo(old);
 	return result;
@@ -254,6 +319,35 @@ return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
 /* ------------------------------------------------------------------------
  * acquire_run_lease
  * ------------------------------------------------------------------------ */
+
+/* The lookup found nothing: say which of the environment and the run is missing. */
+static void
+report_missing(const PcrLeaseRequest *req)
+{
+	Datum		values[2];
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
+	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req->environment_id), PcrUuidToCString(&req->company_id))));
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
+	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("heartbeat run %s does not exist in company %s",
+						PcrUuidToCString(&req->heartbeat_run_id), PcrUuidToCString(&req->company_id))));
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not acquire a lease on environment %s due to a concurrent change",
+					PcrUuidToCString(&req->environment_id)),
+			 errhint("Retry the transaction.")));
+}
+
 Datum
 pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 {
@@ -284,15 +378,14 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	/* the environment: exists in this company, active */
 	values[0] = UUIDPGetDatum(&req.environment_id);
 	values[1] = UUIDPGetDatum(&req.company_id);
-	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	values[2] = UUIDPGetDatum(&req.heartbeat_run_id);
+	run_plan(PLAN_LOOKUP, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("environment %s does not exist in company %s",
-						PcrUuidToCString(&req.environment_id), PcrUuidToCString(&req.company_id))));
+		report_missing(&req);
+
+	/* the environment: active */
 	req.environment_name = spi_text(0, 1);
 	env_status = spi_text(0, 2);
 	driver_name = spi_text(0, 3);
@@ -303,16 +396,8 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 				 errmsg("environment \"%s\" is not active", req.environment_name),
 				 errdetail("The environment is %s.", env_status)));
 
-	/* the run: exists in this company, not terminal */
-	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
-	values[1] = UUIDPGetDatum(&req.company_id);
-	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("heartbeat run %s does not exist in company %s",
-						PcrUuidToCString(&req.heartbeat_run_id), PcrUuidToCString(&req.company_id))));
-	run_status = spi_text(0, 1);
+	/* the run: not terminal */
+	run_status = spi_text(0, 5);
 	if (PcrRunStatusIsTerminal(run_status))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
@@ -325,18 +410,17 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, driver_name)));
-	req.config = driver->validate(stored_config);
 
 	/* idempotent: an active lease of this run on this environment is returned as it is */
-	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
-	values[1] = UUIDPGetDatum(&req.environment_id);
-	run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed > 0)
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						 SPI_fnumber(SPI_tuptable->tupdesc, "id"), &isnull);
+	if (!isnull)
 	{
 		result = return_row(fcinfo, callerctx);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
+	req.config = driver->validate(stored_config);
 
 	driver->check_available(req.config);
 	policy = driver->lease_policy(req.config);
