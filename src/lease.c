@@ -14,6 +14,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(pcr_acquire_run_lease);
 PG_FUNCTION_INFO_V1(pcr_release_run_leases);
@@ -249,62 +250,70 @@ rowmap_tuple(PcrRowMap *map, HeapTuple src, TupleDesc spidesc)
 }
 
 /*
- * Per call site (fn_extra): the blessed result descriptor and the column
- * maps for the few SPI result shapes a function returns (told apart by
- * their column count), so that repeated calls in one query, or one prepared
- * statement, map columns once.
+ * Backend-lifetime cache of column maps: one per (result row type, version of
+ * its descriptor in the type cache, shape of the SPI result).  The shapes are
+ * told apart by their column count: each plan of this file returns either
+ * the lease/environment columns alone or the lookup's extra columns first.
  */
-#define PCR_ROWMAP_SHAPES 4
+#define PCR_ROWMAP_CACHE 8
 
-typedef struct PcrResultCache
+typedef struct PcrRowMapEntry
 {
-	TupleDesc	outdesc;
-	int			nshapes;
-	int			shape_natts[PCR_ROWMAP_SHAPES];
-	PcrRowMap	shape_map[PCR_ROWMAP_SHAPES];
-} PcrResultCache;
+	Oid			typid;
+	uint64		tupdesc_id;
+	int			spi_natts;
+	PcrRowMap	map;
+} PcrRowMapEntry;
+
+static PcrRowMapEntry rowmap_cache[PCR_ROWMAP_CACHE];
+static int	rowmap_cache_used = 0;
 
 static PcrRowMap *
-result_map(FunctionCallInfo fcinfo, TupleDesc spidesc)
+result_map(Oid typid, TupleDesc spidesc)
 {
-	PcrResultCache *cache = (PcrResultCache *) fcinfo->flinfo->fn_extra;
+	TypeCacheEntry *tce = lookup_type_cache(typid, TYPECACHE_TUPDESC);
+	PcrRowMapEntry *e;
 	MemoryContext old;
-	PcrRowMap  *map;
 
-	if (cache == NULL)
+	if (tce->tupDesc == NULL)
+		elog(ERROR, "type %u is not a row type", typid);
+	for (int i = 0; i < rowmap_cache_used; i++)
 	{
-		TupleDesc	outdesc;
-
-		if (get_call_result_type(fcinfo, NULL, &outdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "paperclip function must return a row type");
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		cache = palloc0(sizeof(PcrResultCache));
-		cache->outdesc = BlessTupleDesc(CreateTupleDescCopy(outdesc));
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = cache;
+		e = &rowmap_cache[i];
+		if (e->typid == typid && e->spi_natts == spidesc->natts)
+		{
+			if (e->tupdesc_id == tce->tupDesc_identifier)
+				return &e->map;
+			/* the row type changed (ALTER, DROP/CREATE EXTENSION): rebuild in place */
+			FreeTupleDesc(e->map.outdesc);
+			pfree(e->map.srcatt);
+			goto build;
+		}
 	}
-	for (int i = 0; i < cache->nshapes; i++)
-		if (cache->shape_natts[i] == spidesc->natts)
-			return &cache->shape_map[i];
-
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	if (cache->nshapes < PCR_ROWMAP_SHAPES)
-	{
-		map = &cache->shape_map[cache->nshapes];
-		cache->shape_natts[cache->nshapes++] = spidesc->natts;
-	}
+	if (rowmap_cache_used < PCR_ROWMAP_CACHE)
+		e = &rowmap_cache[rowmap_cache_used++];
 	else
-		map = palloc(sizeof(PcrRowMap));	/* not cached; can't happen with our plans */
-	rowmap_init(map, cache->outdesc, spidesc);
+	{
+		/* can't happen with the plans of this file; evict the last slot */
+		e = &rowmap_cache[PCR_ROWMAP_CACHE - 1];
+		FreeTupleDesc(e->map.outdesc);
+		pfree(e->map.srcatt);
+	}
+build:
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	e->typid = typid;
+	e->spi_natts = spidesc->natts;
+	e->tupdesc_id = tce->tupDesc_identifier;
+	rowmap_init(&e->map, CreateTupleDescCopy(tce->tupDesc), spidesc);
 	MemoryContextSwitchTo(old);
-	return map;
+	return &e->map;
 }
 
 /* Copy row 0 of the SPI result out as the function's composite result. */
 static Datum
 return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
 {
-	PcrRowMap  *map = result_map(fcinfo, SPI_tuptable->tupdesc);
+	PcrRowMap  *map = result_map(get_fn_expr_rettype(fcinfo->flinfo), SPI_tuptable->tupdesc);
 	HeapTuple	tup;
 	MemoryContext old;
 	Datum		result;
@@ -524,7 +533,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', ' '};
 	SPITupleTable *released;
 	uint64		nreleased;
-	PcrRowMap	map;
+	PcrRowMap  *map;
 	MemoryContext old;
 
 	require_arg(fcinfo, 0, "heartbeat_run_id");
@@ -554,9 +563,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	released = SPI_tuptable;
 	nreleased = SPI_processed;
 
-	old = MemoryContextSwitchTo(callerctx);
-	rowmap_init(&map, rsinfo->setDesc, released->tupdesc);
-	MemoryContextSwitchTo(old);
+	map = result_map(get_fn_expr_rettype(fcinfo->flinfo), released->tupdesc);
 
 	for (uint64 i = 0; i < nreleased; i++)
 	{
@@ -573,7 +580,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 			tup = SPI_tuptable->vals[0];
 		}
 		old = MemoryContextSwitchTo(callerctx);
-		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(&map, tup, desc));
+		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(map, tup, desc));
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
