@@ -37,7 +37,8 @@ SELECT throws_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0
                  '22023', 'invalid sandbox environment config: "reuseLease" must be a boolean, not string',
                  'invalid stored config → 22023 naming the field');
 SELECT throws_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e4', '00000000-0000-0000-0000-0000000000f1')$$,
-                 '0A000', NULL, 'ssh is not available in this build → 0A000');
+                 '22023', 'invalid ssh environment config: "privateKeySecretRef" is required to connect',
+                 'ssh without a privateKeySecretRef → 22023 before any connection');
 INSERT INTO paperclip.environments (id, company_id, name, driver, config) VALUES
   ('00000000-0000-0000-0000-0000000000ec', '00000000-0000-0000-0000-0000000000c1', 'cloud', 'sandbox', '{"provider": "somecloud", "region": "eu"}');
 SELECT is((SELECT config FROM paperclip.environments WHERE id = '00000000-0000-0000-0000-0000000000ec'),
