@@ -12,6 +12,8 @@ ROOT=$PWD
 scripts/install-deps.sh
 scripts/build-install.sh || exit 1
 PCR_PGBIN=$(pg_config --bindir)
+# with PCR_DESTDIR, build-install.sh installed into a private copy: run that copy
+[ -n "${PCR_DESTDIR:-}" ] && PCR_PGBIN=$PCR_DESTDIR$PCR_PGBIN
 export PCR_PGBIN
 
 WORK=$(mktemp -d /tmp/pcr-bench.XXXXXX)
