@@ -241,10 +241,29 @@ abandon(PcrDriverSlot *slot)
 		SetLatch(wake);
 }
 
+/* What the caller's cleanup needs when it errors out or exits mid-call. */
+typedef struct PcrCallState
+{
+	PcrSshRequest *req;
+	PcrDriverSlot *slot;		/* NULL until a slot is claimed */
+} PcrCallState;
+
+/* On ERROR and on FATAL (pg_terminate_backend of the caller): free the slot. */
+static void
+call_cleanup(int code, Datum arg)
+{
+	PcrCallState *st = (PcrCallState *) DatumGetPointer(arg);
+
+	sodium_memzero(st->req->key, sizeof(st->req->key));
+	if (st->slot != NULL)
+		abandon(st->slot);
+	st->slot = NULL;
+}
+
 void
 PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 {
-	PcrDriverSlot *volatile slot = NULL;
+	PcrCallState st = {.req = req,.slot = NULL};
 	TimestampTz deadline;
 
 	if (!pcr_preloaded || pool == NULL)
@@ -266,8 +285,9 @@ PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pcr_acquire_timeout);
 
-	PG_TRY();
+	PG_ENSURE_ERROR_CLEANUP(call_cleanup, PointerGetDatum(&st));
 	{
+		PcrDriverSlot *slot;
 		bool		any_worker;
 		int			idx;
 		Latch	   *wake;
@@ -291,7 +311,7 @@ PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 		}
-		slot = &pool->slots[idx];
+		slot = st.slot = &pool->slots[idx];
 
 		/* 2. hand the request over; only we touch it while CLAIMED */
 		memcpy(&slot->req, req, sizeof(PcrSshRequest));
@@ -328,15 +348,9 @@ PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 		SpinLockAcquire(&slot->mutex);
 		slot->state = SLOT_IDLE;
 		SpinLockRelease(&slot->mutex);
+		st.slot = NULL;
 	}
-	PG_CATCH();
-	{
-		sodium_memzero(req->key, sizeof(req->key));
-		if (slot != NULL)
-			abandon(slot);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	PG_END_ENSURE_ERROR_CLEANUP(call_cleanup, PointerGetDatum(&st));
 
 	if (!resp->ok)
 		ereport(ERROR,

@@ -90,6 +90,20 @@ tap_ok $? "the cancel is served promptly ($((t1 - t0)) ms)"
 tap_is "$(sql -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$RUN'")" 0 \
   "cancelled acquires leave no lease"
 
+# ------------------------------------------------------------ caller terminated
+RUN=$(new_run)
+( PGAPPNAME=pcr_kill_me sql_error -c "SET paperclip.ssh_connect_timeout = '60s'" \
+    -c "SELECT * FROM paperclip.acquire_run_lease('$C1', '$E_HUNG', '$RUN')" >/dev/null ) &
+BG+=($!)
+wait_busy 1
+sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pcr_kill_me'" >/dev/null
+wait "${BG[-1]}"
+wait_idle "$NWORKERS"
+tap_ok $? "a caller terminated while its worker connects: the worker frees its slot"
+tap_is "$(sql -c "SELECT status FROM paperclip.acquire_run_lease('$C1', '$E_GOOD', '$RUN')")" active \
+  "after a terminated caller, every worker serves acquires again"
+sql -c "SELECT paperclip.release_run_leases('$RUN')" >/dev/null
+
 # ------------------------------------------------------------ acquire_timeout
 wait_idle "$NWORKERS"
 t0=$(now_ms)
@@ -121,6 +135,7 @@ for i in $(seq 1 "$NWORKERS"); do
   BG+=($!)
 done
 wait_busy "$NWORKERS"
+tap_ok $? "every worker can be claimed at once (no slot was left behind by a cancelled or terminated caller)"
 RUN=$(new_run)
 t0=$(now_ms)
 err=$(sql_error -c "SET paperclip.acquire_timeout = '500ms'" \
