@@ -82,3 +82,17 @@ RUN3=$(new_run)
 sql -c "BEGIN" -c "SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$ENV', '$RUN3')" -c "ROLLBACK" >/dev/null
 tap_is "$(sql -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$RUN3'")" 0 \
   "a rolled-back acquire leaves no lease"
+
+# roles: an agent acquires ssh leases of its company; probes see only their company
+RUN4=$(new_run)
+tap_is "$(sql -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '$C1'" \
+              -c "SELECT provider FROM paperclip.acquire_run_lease('$C1', '$ENV', '$RUN4')")" ssh \
+  "paperclip_agent acquires an ssh lease (the key is resolved for it, never shown)"
+tap_is "$(sql -c "SET ROLE paperclip_admin" -c "SET paperclip.company_id = '$C1'" \
+              -c "SELECT paperclip.environment_probe('$ENV')->>'ok'")" true \
+  "paperclip_admin probes an ssh environment of its company"
+tap_is "$(sql_error -c "SET ROLE paperclip_admin" \
+                    -c "SET paperclip.company_id = '00000000-0000-0000-0000-0000000000c2'" \
+                    -c "SELECT paperclip.environment_probe('$ENV')")" \
+  "42704: environment $ENV does not exist" \
+  "paperclip_admin of another company cannot probe it (42704)"
