@@ -30,14 +30,22 @@ _PG_init(void)
 {
 	pcr_preloaded = process_shared_preload_libraries_in_progress;
 
-	DefineCustomStringVariable("paperclip.database",
-							   "Database the paperclip reconciler connects to.",
-							   NULL, &pcr_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("paperclip.driver_workers",
-							"Number of driver workers doing network and process I/O.",
-							NULL, &pcr_driver_workers, 2, 0, 64,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	/*
+	 * PGC_POSTMASTER variables can only be created while preloading (else
+	 * FATAL); loaded later, by CREATE EXTENSION or a first call, there are no
+	 * workers anyway, and local and fake leases must still work (SPEC §6).
+	 */
+	if (pcr_preloaded)
+	{
+		DefineCustomStringVariable("paperclip.database",
+								   "Database the paperclip reconciler connects to.",
+								   NULL, &pcr_database, "postgres",
+								   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+		DefineCustomIntVariable("paperclip.driver_workers",
+								"Number of driver workers doing network and process I/O.",
+								NULL, &pcr_driver_workers, 2, 0, 64,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	}
 	DefineCustomStringVariable("paperclip.master_key_file",
 							   "File holding the master key(s) that encrypt company secrets.",
 							   NULL, &pcr_master_key_file, NULL,
