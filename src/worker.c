@@ -320,7 +320,9 @@ PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 		slot->state = SLOT_REQUESTED;
 		wake = slot->worker_latch;
 		SpinLockRelease(&slot->mutex);
-		SetLatch(wake);
+		/* a worker that exited meanwhile is restarted and serves it first */
+		if (wake != NULL)
+			SetLatch(wake);
 
 		/* 3. sleep until the answer is there */
 		for (;;)
@@ -414,8 +416,8 @@ worker_exit(int code, Datum arg)
 		slot->state = SLOT_DONE;
 		wake = slot->caller_latch;
 	}
-	else if (slot->state != SLOT_DONE)
-		slot->state = SLOT_IDLE;
+	else if (slot->state != SLOT_DONE && slot->state != SLOT_CLAIMED)
+		slot->state = SLOT_IDLE;	/* a caller mid hand-off keeps its claim */
 	slot->worker_pid = 0;
 	slot->worker_latch = NULL;
 	slot->nadvertised = 0;
@@ -535,9 +537,11 @@ pcr_driver_worker_main(Datum arg)
 	my_slot->worker_latch = MyLatch;
 	my_slot->nadvertised = 0;
 	my_slot->abandoned = false;
-	if (my_slot->state != SLOT_DONE)
+	/* keep an answer not yet collected, or a request handed over meanwhile */
+	if (my_slot->state == SLOT_RUNNING)
 		my_slot->state = SLOT_IDLE;
 	SpinLockRelease(&my_slot->mutex);
+	serve_request(req, resp, workctx);
 
 	pgstat_report_activity(STATE_IDLE, NULL);
 	for (;;)
