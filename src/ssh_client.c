@@ -237,11 +237,13 @@ conn_alive(SshConn *c)
 	if (poll(&pfd, 1, 0) > 0)
 	{
 		char		peek;
+		ssize_t		r;
 
 		if (pfd.revents & (POLLERR | POLLHUP))
 			return false;
-		if (recv(c->sock, &peek, 1, MSG_PEEK) <= 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return false;
+		r = recv(c->sock, &peek, 1, MSG_PEEK);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			return false;		/* the peer closed the connection */
 	}
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PCR_SSH_LIVENESS_MS);
 	SSH_RETRY(c, deadline, rc,
@@ -591,20 +593,26 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 /* ------------------------------------------------------------------------
  * Workspace (SFTP only: a path is a path, never shell input)
  * ------------------------------------------------------------------------ */
+/* An SFTP failure: a transport error, or the server's status for path. */
 static void pg_attribute_noreturn()
-sftp_error(SshConn *c, int rc, const char *what, const char *path, int timeout_ms)
+sftp_status_error(SshConn *c, int rc, unsigned long status, const char *what, const char *path,
+				  int timeout_ms)
 {
-	unsigned long status;
-
 	if (rc != LIBSSH2_ERROR_SFTP_PROTOCOL)
 		transport_error(c, rc, what, timeout_ms);
-	status = libssh2_sftp_last_error(c->sftp);
 	ereport(ERROR,
 			(errcode(PCR_ERRCODE_REMOTE_IO),
 			 errmsg("could not %s remote workspace path \"%s\" on \"%s\"", what, path, c->where),
 			 errdetail("SFTP status %lu%s.", status,
 					   status == LIBSSH2_FX_PERMISSION_DENIED ? " (permission denied)" :
 					   status == LIBSSH2_FX_NO_SUCH_FILE ? " (no such file)" : "")));
+}
+
+static void pg_attribute_noreturn()
+sftp_error(SshConn *c, int rc, const char *what, const char *path, int timeout_ms)
+{
+	sftp_status_error(c, rc, rc == LIBSSH2_ERROR_SFTP_PROTOCOL ? libssh2_sftp_last_error(c->sftp) : 0,
+					  what, path, timeout_ms);
 }
 
 /* 1 and *is_dir when path exists, 0 when it does not; raises otherwise. */
@@ -671,9 +679,15 @@ sftp_mkdir_p(SshConn *c, const char *path, TimestampTz deadline, int timeout_ms)
 		else
 		{
 			SSH_RETRY(c, deadline, rc, libssh2_sftp_mkdir_ex(c->sftp, buf, strlen(buf), 0777));
-			/* a concurrent creator is fine: look again */
-			if (rc != 0 && !(sftp_stat(c, buf, deadline, timeout_ms, &is_dir) && is_dir))
-				sftp_error(c, rc, "create", buf, timeout_ms);
+			if (rc != 0)
+			{
+				unsigned long status = rc == LIBSSH2_ERROR_SFTP_PROTOCOL
+					? libssh2_sftp_last_error(c->sftp) : 0;
+
+				/* a concurrent creator is fine: look again */
+				if (!(sftp_stat(c, buf, deadline, timeout_ms, &is_dir) && is_dir))
+					sftp_status_error(c, rc, status, "create", buf, timeout_ms);
+			}
 		}
 		if (i < n)
 			buf[i] = '/';

@@ -118,6 +118,19 @@ tap_ok $? "the directory with that literal name exists on the host"
 [ ! -e /tmp/pwned ]
 tap_ok $? "no command ran (/tmp/pwned does not exist)"
 
+# a workspace under a plain file, and one the login user may not create
+touch "$LAB/ws/a-file"
+E_FILE=00000000-0000-0000-0000-000000004211
+ssh_env $E_FILE under-a-file "{\"remoteWorkspacePath\": \"$LAB/ws/a-file/work\"}"
+tap_is "$(sql_error -c "SELECT * FROM paperclip.acquire_run_lease('$C1', '$E_FILE', '$RUN')")" \
+  "58030: remote workspace path \"$LAB/ws/a-file\" on \"$WHERE\" is not a directory" \
+  "a workspace path through a plain file: 58030 naming the component"
+E_PROC=00000000-0000-0000-0000-000000004212
+ssh_env $E_PROC under-proc '{"remoteWorkspacePath": "/proc/pcr-no-such-dir/work"}'
+tap_like "$(sql_error -c "SELECT * FROM paperclip.acquire_run_lease('$C1', '$E_PROC', '$RUN')")" \
+  "^58030: could not create remote workspace path \"/proc/pcr-no-such-dir\" on \"$WHERE\"$" \
+  "a workspace the server cannot create: 58030 naming the component"
+
 # --------------------------------------------------------------------- probe
 probe() {
   sql -F '|' -c "SELECT p->>'ok', p->>'driver', p->>'summary', coalesce(p->'details'->>'sqlstate', '')
