@@ -13,7 +13,10 @@ OBJS = \
 	src/provider_fake.o \
 	src/secret_ref.o \
 	src/triggers.o \
-	src/lease.o
+	src/lease.o \
+	src/reconciler.o \
+	src/reconcile_pass.o \
+	src/reconcile_steps.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql $(wildcard sql/$(EXTENSION)--*--*.sql),$(wildcard sql/$(EXTENSION)--*.sql)) \

@@ -232,6 +232,43 @@ LANGUAGE C CALLED ON NULL INPUT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paperclip.validate_environment_config(text, jsonb) IS
     'validate a driver config and return its normalised form; raises 22023 naming the field';
 
+-- the background reconciler (SPEC §6)
+CREATE FUNCTION paperclip.reconciler_status(
+    OUT state text,
+    OUT pid integer,
+    OUT database text,
+    OUT connect_failures integer,
+    OUT started_at timestamptz,
+    OUT passes bigint,
+    OUT last_pass_started_at timestamptz,
+    OUT last_pass_finished_at timestamptz,
+    OUT last_pass_leases_expired bigint,
+    OUT last_pass_leases_released bigint,
+    OUT last_pass_cleanups_succeeded bigint,
+    OUT last_pass_cleanup_attempts_failed bigint,
+    OUT last_pass_cleanups_given_up bigint,
+    OUT last_pass_errors bigint,
+    OUT total_leases_expired bigint,
+    OUT total_leases_released bigint,
+    OUT total_cleanups_succeeded bigint,
+    OUT total_cleanup_attempts_failed bigint,
+    OUT total_cleanups_given_up bigint,
+    OUT total_errors bigint,
+    OUT last_error_at timestamptz,
+    OUT last_error text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pcr_reconciler_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paperclip.reconciler_status() IS
+    'state of the background reconciler and what its last pass and all passes since server start did';
+
+CREATE FUNCTION paperclip.reconciler_wake()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pcr_reconciler_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.reconciler_wake() IS
+    'ask the reconciler for a pass when this transaction commits; false when no reconciler runs';
+
 -- trigger functions
 CREATE FUNCTION paperclip.environments_config_trigger() RETURNS trigger
 AS 'MODULE_PATHNAME', 'pcr_environments_config_trigger' LANGUAGE C;
@@ -363,6 +400,10 @@ GRANT EXECUTE ON FUNCTION
     paperclip.environment_leases_guard()
 TO paperclip_admin;
 GRANT INSERT ON paperclip.environments TO paperclip_admin;
+GRANT EXECUTE ON FUNCTION
+    paperclip.reconciler_status(),
+    paperclip.reconciler_wake()
+TO paperclip_admin;
 
 ----------------------------------------------------------------------------
 -- pg_dump keeps the data of these tables
@@ -375,3 +416,8 @@ SELECT pg_catalog.pg_extension_config_dump('paperclip.environment_leases', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.environment_lease_fence_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.company_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.company_secret_versions', '');
+
+----------------------------------------------------------------------------
+-- A running reconciler starts reconciling this database once it commits
+----------------------------------------------------------------------------
+SELECT paperclip.reconciler_wake();

@@ -2,6 +2,7 @@
  * init.c — _PG_init: GUCs, hooks and background-worker registration
  */
 #include "pcr.h"
+#include "reconciler.h"
 
 #include <limits.h>
 
@@ -72,4 +73,6 @@ _PG_init(void)
 							   PGC_USERSET, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("paperclip");
+
+	PcrReconcilerInit();
 }

@@ -7,6 +7,7 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "reconciler.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -412,21 +413,11 @@ static bool
 lease_needs_cleanup(HeapTuple tup, TupleDesc desc)
 {
 	bool		isnull;
-	int			att = SPI_fnumber(desc, "metadata");
-	Datum		md = SPI_getbinval(tup, desc, att, &isnull);
+	Datum		md = SPI_getbinval(tup, desc, SPI_fnumber(desc, "metadata"), &isnull);
 	Jsonb	   *metadata = isnull ? NULL : DatumGetJsonbP(md);
-	char	   *driver_name = PcrJsonbGetText(metadata, "driver");
-	const PcrDriver *driver;
+	const PcrDriver *driver = PcrDriverOfLease(metadata,
+											   SPI_getvalue(tup, desc, SPI_fnumber(desc, "provider")));
 
-	/* leases written by hand without metadata: fall back on the provider column */
-	if (driver_name == NULL)
-	{
-		char	   *provider = SPI_getvalue(tup, desc, SPI_fnumber(desc, "provider"));
-
-		driver_name = (provider == NULL || strcmp(provider, "local") == 0 || strcmp(provider, "ssh") == 0)
-			? (provider ? provider : "local") : "sandbox";
-	}
-	driver = PcrDriverByName(driver_name);
 	return driver != NULL && driver->release_needs_cleanup(metadata);
 }
 
@@ -487,6 +478,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 
 			run_plan(PLAN_MARK_CLEANUP, &id, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
 			tup = SPI_tuptable->vals[0];
+			PcrReconcilerWakeAtCommit();
 		}
 		old = MemoryContextSwitchTo(callerctx);
 		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(&map, tup, desc));

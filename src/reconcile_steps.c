@@ -1,0 +1,269 @@
+/*
+ * reconcile_steps.c — the reconciler's built-in steps on environment_leases
+ *
+ * - release the active leases of runs that are terminal (the rule of the
+ *   heartbeat_runs trigger, for runs that reached a terminal status without
+ *   it) or gone;
+ * - expire active leases past expires_at (SPEC §3.4);
+ * - carry out pending cleanups through the lease's driver, with backoff,
+ *   until success or paperclip.cleanup_max_attempts (SPEC §3.2).
+ *
+ * Each process_row runs in its own subtransaction (reconcile_pass.c) on a
+ * row its batch has locked.
+ */
+#include "pcr.h"
+#include "driver.h"
+#include "reconciler.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+/* ------------------------------------------------------------------------
+ * Transition of an active lease (release or expiry)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * As release_run_leases: a failed retain_on_failure lease is retained, and
+ * a released lease whose driver has side effects gets cleanup_status
+ * 'pending' (not a retained one: its environment is kept on purpose).  An
+ * expiry leaves last_used_at alone: nobody used the lease.
+ */
+static const char *const transition_sql =
+"UPDATE paperclip.environment_leases "
+"   SET status = CASE WHEN $2 = 'failed' AND lease_policy = 'retain_on_failure' "
+"                     THEN 'retained' ELSE $2 END, "
+"       released_at = now(), "
+"       last_used_at = CASE WHEN $2 = 'expired' THEN last_used_at ELSE now() END, "
+"       updated_at = now(), "
+"       failure_reason = $3, "
+"       cleanup_status = CASE WHEN $4 AND NOT ($2 = 'failed' AND lease_policy = 'retain_on_failure') "
+"                             THEN 'pending' END "
+" WHERE id = $1 AND status = 'active'";
+
+static PcrRowOutcome
+transition_lease(HeapTuple row, TupleDesc desc, const char *status, const char *reason,
+				 PcrRowOutcome done)
+{
+	Jsonb	   *metadata = PcrRowJsonb(row, desc, "metadata");
+	const PcrDriver *driver = PcrDriverOfLease(metadata, PcrRowText(row, desc, "provider"));
+	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int			rc;
+
+	values[0] = UUIDPGetDatum(PcrRowUuid(row, desc, "id"));
+	values[1] = CStringGetTextDatum(status);
+	if (reason == NULL)
+		nulls[2] = 'n', values[2] = (Datum) 0;
+	else
+		values[2] = CStringGetTextDatum(reason);
+	values[3] = BoolGetDatum(driver != NULL && driver->release_needs_cleanup(metadata));
+
+	rc = SPI_execute_with_args(transition_sql, 4, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not update a lease: %s", SPI_result_code_string(rc));
+	return SPI_processed == 1 ? done : PCR_ROW_NOTHING;
+}
+
+/* ------------------------------------------------------------------------
+ * Step: release the leases of terminal or missing runs
+ * ------------------------------------------------------------------------ */
+static PcrRowOutcome
+release_finished_run_row(HeapTuple row, TupleDesc desc)
+{
+	char	   *run_status = PcrRowText(row, desc, "run_status");
+
+	if (run_status == NULL)
+		return transition_lease(row, desc, "released", "heartbeat run no longer exists",
+								PCR_ROW_RELEASED);
+	if (!PcrRunStatusIsTerminal(run_status))
+		return PCR_ROW_NOTHING;
+	/* the rule of paperclip.heartbeat_runs_after_update() */
+	if (strcmp(run_status, "failed") == 0 || strcmp(run_status, "timed_out") == 0)
+		return transition_lease(row, desc, "failed", PcrRowText(row, desc, "run_reason"),
+								PCR_ROW_RELEASED);
+	return transition_lease(row, desc, "released", NULL, PCR_ROW_RELEASED);
+}
+
+const PcrReconcileStep pcr_step_release_finished_runs = {
+	.name = "release leases of finished runs",
+	.select_sql =
+	"SELECT l.id, l.provider, l.metadata, "
+	"       r.status AS run_status, coalesce(r.error, r.error_code, r.status) AS run_reason "
+	"  FROM paperclip.environment_leases AS l "
+	"  LEFT JOIN paperclip.heartbeat_runs AS r "
+	"         ON r.company_id = l.company_id AND r.id = l.heartbeat_run_id "
+	" WHERE l.status = 'active' "
+	"   AND (r.id IS NULL OR r.status IN ('succeeded', 'failed', 'cancelled', 'timed_out')) "
+	"   AND l.id <> ALL ($1) "
+	" LIMIT $2 "
+	"   FOR UPDATE OF l SKIP LOCKED",
+	.process_row = release_finished_run_row,
+};
+
+/* ------------------------------------------------------------------------
+ * Step: expire active leases past expires_at
+ * ------------------------------------------------------------------------ */
+static PcrRowOutcome
+expire_row(HeapTuple row, TupleDesc desc)
+{
+	return transition_lease(row, desc, "expired", "lease expired", PCR_ROW_EXPIRED);
+}
+
+const PcrReconcileStep pcr_step_expire = {
+	.name = "expire leases",
+	.select_sql =
+	"SELECT id, provider, metadata "
+	"  FROM paperclip.environment_leases "
+	" WHERE status = 'active' AND expires_at <= now() "
+	"   AND id <> ALL ($1) "
+	" ORDER BY expires_at "
+	" LIMIT $2 "
+	"   FOR UPDATE SKIP LOCKED",
+	.process_row = expire_row,
+};
+
+/* ------------------------------------------------------------------------
+ * Step: pending cleanups, with backoff
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Call the driver's cleanup in a subtransaction of its own, so that a driver
+ * that raises still gets its failed attempt recorded.
+ */
+static bool
+call_cleanup(const PcrDriver *driver, const PcrLeaseCleanup *lease, char **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = false;
+	char	   *volatile message = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		char	   *e = NULL;
+
+		ok = driver->cleanup(lease, &e);
+		message = e;
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ok = false;
+		message = edata->message ? pstrdup(edata->message) : NULL;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	if (!ok)
+		*error = message ? message : pstrdup("cleanup failed without a message");
+	return ok;
+}
+
+static const char *const record_cleanup_sql =
+"UPDATE paperclip.environment_leases "
+"   SET cleanup_attempts = cleanup_attempts + 1, "
+"       cleanup_status = CASE WHEN $2 THEN 'success' "
+"                             WHEN cleanup_attempts + 1 >= $4 THEN 'failed' "
+"                             ELSE 'pending' END, "
+"       cleanup_error = CASE WHEN $2 THEN NULL ELSE $3 END, "
+"       updated_at = now() "
+" WHERE id = $1 AND cleanup_status = 'pending' "
+"RETURNING cleanup_status, cleanup_attempts";
+
+static PcrRowOutcome
+cleanup_row(HeapTuple row, TupleDesc desc)
+{
+	PcrLeaseCleanup lease;
+	const PcrDriver *driver;
+	char	   *error = NULL;
+	bool		ok;
+	Oid			argtypes[4] = {UUIDOID, BOOLOID, TEXTOID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	char	   *status;
+	int			rc;
+
+	memset(&lease, 0, sizeof(lease));
+	memcpy(&lease.lease_id, PcrRowUuid(row, desc, "id"), sizeof(pg_uuid_t));
+	lease.provider = PcrRowText(row, desc, "provider");
+	lease.provider_lease_id = PcrRowText(row, desc, "provider_lease_id");
+	lease.metadata = PcrRowJsonb(row, desc, "metadata");
+	lease.attempt = PcrRowInt(row, desc, "cleanup_attempts", 0) + 1;
+
+	driver = PcrDriverOfLease(lease.metadata, lease.provider);
+	if (driver == NULL)
+	{
+		ok = false;
+		error = psprintf("lease names unknown driver \"%s\"",
+						 PcrJsonbGetText(lease.metadata, "driver"));
+	}
+	else if (driver->cleanup == NULL)
+		ok = true;				/* no side effects: nothing left to do */
+	else
+		ok = call_cleanup(driver, &lease, &error);
+
+	values[0] = UUIDPGetDatum(&lease.lease_id);
+	values[1] = BoolGetDatum(ok);
+	if (error == NULL)
+		nulls[2] = 'n', values[2] = (Datum) 0;
+	else
+		values[2] = CStringGetTextDatum(error);
+	values[3] = Int32GetDatum(pcr_cleanup_max_attempts);
+	rc = SPI_execute_with_args(record_cleanup_sql, 4, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not record a cleanup attempt: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return PCR_ROW_NOTHING;
+
+	status = PcrRowText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, "cleanup_status");
+	if (strcmp(status, "success") == 0)
+		return PCR_ROW_CLEANED;
+	if (strcmp(status, "failed") == 0)
+	{
+		ereport(WARNING,
+				(errmsg("paperclip reconciler: cleanup of lease %s failed after %d attempts",
+						PcrUuidToCString(&lease.lease_id),
+						PcrRowInt(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, "cleanup_attempts", 0)),
+				 errdetail_internal("%s", error)));
+		return PCR_ROW_CLEANUP_FAILED;
+	}
+	return PCR_ROW_CLEANUP_RETRY;
+}
+
+/*
+ * Attempt n+1 is due paperclip.reconcile_interval * 2^(n-1) after attempt n
+ * (updated_at), at most an hour; the first is due at once.  A retained
+ * lease is not cleaned up: its environment is kept on purpose.
+ */
+const PcrReconcileStep pcr_step_cleanup = {
+	.name = "cleanup",
+	.select_sql =
+	"SELECT id, provider, provider_lease_id, metadata, cleanup_attempts "
+	"  FROM paperclip.environment_leases "
+	" WHERE cleanup_status = 'pending' "
+	"   AND status IN ('released', 'expired', 'failed') "
+	"   AND (cleanup_attempts = 0 "
+	"        OR updated_at + least(pg_catalog.current_setting('paperclip.reconcile_interval')::interval "
+	"                              * pg_catalog.power(2, least(cleanup_attempts - 1, 20)), "
+	"                              interval '1 hour') <= now()) "
+	"   AND id <> ALL ($1) "
+	" ORDER BY updated_at "
+	" LIMIT $2 "
+	"   FOR UPDATE SKIP LOCKED",
+	.process_row = cleanup_row,
+};
