@@ -15,6 +15,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(pcr_acquire_run_lease);
 PG_FUNCTION_INFO_V1(pcr_release_run_leases);
@@ -26,6 +27,7 @@ PG_FUNCTION_INFO_V1(pcr_ensure_local_environment);
  * ------------------------------------------------------------------------ */
 typedef enum PcrPlanId
 {
+	PLAN_LOOKUP,
 	PLAN_ENVIRONMENT,
 	PLAN_LOCK_ENVIRONMENT,
 	PLAN_RUN,
@@ -50,6 +52,24 @@ typedef struct PcrPlanDef
 } PcrPlanDef;
 
 static const PcrPlanDef plan_defs[PLAN_COUNT] = {
+	[PLAN_LOOKUP] = {
+		/*
+		 * One round trip for the common case: the environment, the run
+		 * (locked FOR SHARE: a concurrent status change waits for this
+		 * acquire, so its trigger sees the lease) and any active lease of
+		 * the run on the environment.  No row: PLAN_ENVIRONMENT and PLAN_RUN
+		 * tell which object is missing.
+		 */
+		"SELECT e.name AS env_name, e.status AS env_status, e.driver AS env_driver, "
+		"       e.config AS env_config, r.status AS run_status, l.* "
+		"  FROM paperclip.environments AS e "
+		"  JOIN paperclip.heartbeat_runs AS r ON r.id = $3 AND r.company_id = $2 "
+		"  LEFT JOIN paperclip.environment_leases AS l "
+		"         ON l.heartbeat_run_id = $3 AND l.environment_id = $1 AND l.status = 'active' "
+		" WHERE e.id = $1 AND e.company_id = $2 "
+		"   FOR SHARE OF r",
+		3, {UUIDOID, UUIDOID, UUIDOID}
+	},
 	[PLAN_ENVIRONMENT] = {
 		"SELECT name, status, driver, config FROM paperclip.environments "
 		" WHERE id = $1 AND company_id = $2",
@@ -60,8 +80,7 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		1, {UUIDOID}
 	},
 	[PLAN_RUN] = {
-		/* FOR SHARE: a concurrent status change waits for this acquire, so its trigger sees the lease */
-		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2 FOR SHARE",
+		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2",
 		2, {UUIDOID, UUIDOID}
 	},
 	[PLAN_ACTIVE_LEASE] = {
@@ -231,22 +250,77 @@ rowmap_tuple(PcrRowMap *map, HeapTuple src, TupleDesc spidesc)
 	return heap_form_tuple(map->outdesc, values, nulls);
 }
 
+/*
+ * Backend-lifetime cache of column maps: one per (result row type, version of
+ * its descriptor in the type cache, shape of the SPI result).  The shapes are
+ * told apart by their column count: each plan of this file returns either
+ * the lease/environment columns alone or the lookup's extra columns first.
+ */
+#define PCR_ROWMAP_CACHE 8
+
+typedef struct PcrRowMapEntry
+{
+	Oid			typid;
+	uint64		tupdesc_id;
+	int			spi_natts;
+	PcrRowMap	map;
+} PcrRowMapEntry;
+
+static PcrRowMapEntry rowmap_cache[PCR_ROWMAP_CACHE];
+static int	rowmap_cache_used = 0;
+
+static PcrRowMap *
+result_map(Oid typid, TupleDesc spidesc)
+{
+	TypeCacheEntry *tce = lookup_type_cache(typid, TYPECACHE_TUPDESC);
+	PcrRowMapEntry *e;
+	MemoryContext old;
+
+	if (tce->tupDesc == NULL)
+		elog(ERROR, "type %u is not a row type", typid);
+	for (int i = 0; i < rowmap_cache_used; i++)
+	{
+		e = &rowmap_cache[i];
+		if (e->typid == typid && e->spi_natts == spidesc->natts)
+		{
+			if (e->tupdesc_id == tce->tupDesc_identifier)
+				return &e->map;
+			/* the row type changed (ALTER, DROP/CREATE EXTENSION): rebuild in place */
+			FreeTupleDesc(e->map.outdesc);
+			pfree(e->map.srcatt);
+			goto build;
+		}
+	}
+	if (rowmap_cache_used < PCR_ROWMAP_CACHE)
+		e = &rowmap_cache[rowmap_cache_used++];
+	else
+	{
+		/* can't happen with the plans of this file; evict the last slot */
+		e = &rowmap_cache[PCR_ROWMAP_CACHE - 1];
+		FreeTupleDesc(e->map.outdesc);
+		pfree(e->map.srcatt);
+	}
+build:
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	e->typid = typid;
+	e->spi_natts = spidesc->natts;
+	e->tupdesc_id = tce->tupDesc_identifier;
+	rowmap_init(&e->map, CreateTupleDescCopy(tce->tupDesc), spidesc);
+	MemoryContextSwitchTo(old);
+	return &e->map;
+}
+
 /* Copy row 0 of the SPI result out as the function's composite result. */
 static Datum
 return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
 {
-	TupleDesc	outdesc;
-	PcrRowMap	map;
+	PcrRowMap  *map = result_map(get_fn_expr_rettype(fcinfo->flinfo), SPI_tuptable->tupdesc);
 	HeapTuple	tup;
 	MemoryContext old;
 	Datum		result;
 
-	if (get_call_result_type(fcinfo, NULL, &outdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "paperclip function must return a row type");
 	old = MemoryContextSwitchTo(callerctx);
-	outdesc = BlessTupleDesc(outdesc);
-	rowmap_init(&map, outdesc, SPI_tuptable->tupdesc);
-	tup = rowmap_tuple(&map, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	tup = rowmap_tuple(map, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	result = HeapTupleGetDatum(tup);
 	MemoryContextSwitchTo(old);
 	return result;
@@ -255,6 +329,35 @@ return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
 /* ------------------------------------------------------------------------
  * acquire_run_lease
  * ------------------------------------------------------------------------ */
+
+/* The lookup found nothing: say which of the environment and the run is missing. */
+static void
+report_missing(const PcrLeaseRequest *req)
+{
+	Datum		values[2];
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
+	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req->environment_id), PcrUuidToCString(&req->company_id))));
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
+	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("heartbeat run %s does not exist in company %s",
+						PcrUuidToCString(&req->heartbeat_run_id), PcrUuidToCString(&req->company_id))));
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not acquire a lease on environment %s due to a concurrent change",
+					PcrUuidToCString(&req->environment_id)),
+			 errhint("Retry the transaction.")));
+}
+
 Datum
 pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 {
@@ -285,15 +388,14 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	/* the environment: exists in this company, active */
 	values[0] = UUIDPGetDatum(&req.environment_id);
 	values[1] = UUIDPGetDatum(&req.company_id);
-	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	values[2] = UUIDPGetDatum(&req.heartbeat_run_id);
+	run_plan(PLAN_LOOKUP, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("environment %s does not exist in company %s",
-						PcrUuidToCString(&req.environment_id), PcrUuidToCString(&req.company_id))));
+		report_missing(&req);
+
+	/* the environment: active */
 	req.environment_name = spi_text(0, 1);
 	env_status = spi_text(0, 2);
 	driver_name = spi_text(0, 3);
@@ -304,16 +406,8 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 				 errmsg("environment \"%s\" is not active", req.environment_name),
 				 errdetail("The environment is %s.", env_status)));
 
-	/* the run: exists in this company, not terminal */
-	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
-	values[1] = UUIDPGetDatum(&req.company_id);
-	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("heartbeat run %s does not exist in company %s",
-						PcrUuidToCString(&req.heartbeat_run_id), PcrUuidToCString(&req.company_id))));
-	run_status = spi_text(0, 1);
+	/* the run: not terminal */
+	run_status = spi_text(0, 5);
 	if (PcrRunStatusIsTerminal(run_status))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
@@ -326,18 +420,17 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, driver_name)));
-	req.config = driver->validate(stored_config);
 
 	/* idempotent: an active lease of this run on this environment is returned as it is */
-	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
-	values[1] = UUIDPGetDatum(&req.environment_id);
-	run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed > 0)
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						 SPI_fnumber(SPI_tuptable->tupdesc, "id"), &isnull);
+	if (!isnull)
 	{
 		result = return_row(fcinfo, callerctx);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
+	req.config = driver->validate(stored_config);
 
 	driver->check_available(req.config);
 	policy = driver->lease_policy(req.config);
@@ -431,7 +524,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', ' '};
 	SPITupleTable *released;
 	uint64		nreleased;
-	PcrRowMap	map;
+	PcrRowMap  *map;
 	MemoryContext old;
 
 	require_arg(fcinfo, 0, "heartbeat_run_id");
@@ -461,9 +554,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	released = SPI_tuptable;
 	nreleased = SPI_processed;
 
-	old = MemoryContextSwitchTo(callerctx);
-	rowmap_init(&map, rsinfo->setDesc, released->tupdesc);
-	MemoryContextSwitchTo(old);
+	map = result_map(get_fn_expr_rettype(fcinfo->flinfo), released->tupdesc);
 
 	for (uint64 i = 0; i < nreleased; i++)
 	{
@@ -481,7 +572,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 			PcrReconcilerWakeAtCommit();
 		}
 		old = MemoryContextSwitchTo(callerctx);
-		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(&map, tup, desc));
+		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(map, tup, desc));
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();

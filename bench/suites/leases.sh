@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Lease acquire + release on the local driver vs. the same row changes done
+# with plain INSERT/UPDATE (issue 2). Runs A/B/A/B per client count and
+# reports sum(ours tps) / sum(baseline tps). Target: >= 0.85.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${BENCH_SECONDS:-10}
+
+psql -XAtq -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+INSERT INTO paperclip.companies (id, name) VALUES ('00000000-0000-0000-0000-00000000b0c1', 'bench');
+INSERT INTO paperclip.agents (id, company_id, name) VALUES ('00000000-0000-0000-0000-00000000b0a1', '00000000-0000-0000-0000-00000000b0c1', 'bench');
+INSERT INTO paperclip.environments (id, company_id, name, driver) VALUES ('00000000-0000-0000-0000-00000000b0e1', '00000000-0000-0000-0000-00000000b0c1', 'bench local', 'local');
+INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status)
+SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, '00000000-0000-0000-0000-00000000b0c1',
+       '00000000-0000-0000-0000-00000000b0a1', 'running'
+  FROM generate_series(1, 9000) i;
+SQL
+
+tps() {  # tps <script> <clients>
+  psql -XAtq -c "VACUUM ANALYZE paperclip.environment_leases" >/dev/null
+  pgbench -n -M prepared -c "$2" -j "$2" -T "$SECS" -f "$1" 2>&1 | awk '/^tps = / {print $3; exit}'
+}
+
+for clients in 1 8; do
+  ours=0; base=0
+  for round in 1 2; do
+    b=$(tps bench/leases/baseline.sql "$clients")
+    o=$(tps bench/leases/ours.sql "$clients")
+    echo "leases clients=$clients round=$round baseline_tps=$b ours_tps=$o"
+    base=$(echo "$base + $b" | bc -l); ours=$(echo "$ours + $o" | bc -l)
+  done
+  printf 'RATIO leases acquire+release, %d client(s), ours/baseline: %.2f\n' "$clients" "$(echo "$ours / $base" | bc -l)"
+done
