@@ -4,10 +4,12 @@
  * Each batch of a step is one short transaction that first makes sure the
  * extension is there and not being dropped (a share lock on it, taken
  * without waiting), then selects rows (FOR UPDATE SKIP LOCKED: a row a
- * client holds is left for the next pass) and handles each row in a
- * subtransaction.  A row that raises is rolled back alone, logged, counted
- * and skipped for the rest of the pass; a batch that fails as a whole ends
- * its step for this pass.  Nothing here can stop the worker but FATAL.
+ * client holds is left for the next pass) and handles them: all at once in
+ * one subtransaction when the step can, else (or when that raised) each row
+ * in a subtransaction of its own.  A row that raises is rolled back alone,
+ * logged, counted and skipped for the rest of the pass; a batch that fails
+ * as a whole ends its step for this pass.  Nothing here can stop the worker
+ * but FATAL.
  */
 #include "pcr.h"
 #include "reconciler.h"
@@ -27,7 +29,12 @@
 #include "utils/snapmgr.h"
 
 #define PCR_EXTENSION_NAME "paperclip_runtime"
-#define PCR_BATCH_SIZE 100
+/*
+ * Rows per transaction.  Each row that changes gets a subtransaction id, and
+ * past 64 of them in one transaction (PGPROC_MAX_CACHED_SUBXIDS) every
+ * other session's snapshots overflow to pg_subtrans lookups: stay below.
+ */
+#define PCR_BATCH_SIZE 50
 
 /* ------------------------------------------------------------------------
  * The steps of a pass: the built-in ones, then those added by others
@@ -38,6 +45,7 @@ static const PcrReconcileStep *steps[PCR_RECONCILER_MAX_STEPS] = {
 	&pcr_step_cleanup,
 };
 static int	nsteps = 3;
+static SPIPlanPtr step_plans[PCR_RECONCILER_MAX_STEPS];
 
 void
 PcrReconcilerAddStep(const PcrReconcileStep *step)
@@ -55,6 +63,23 @@ PcrReconcilerAddStep(const PcrReconcileStep *step)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many reconciler steps (at most %d)", PCR_RECONCILER_MAX_STEPS)));
 	steps[nsteps++] = step;
+}
+
+int
+PcrReconcilerExecute(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+					 Datum *values, const char *nulls)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare a reconciler query: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return SPI_execute_plan(*plan, values, nulls, false, 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -253,6 +278,7 @@ process_row_guarded(PcrPass *pass, const PcrReconcileStep *step, HeapTuple row, 
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		pg_uuid_t  *id;
 
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
@@ -262,10 +288,11 @@ process_row_guarded(PcrPass *pass, const PcrReconcileStep *step, HeapTuple row, 
 		CurrentResourceOwner = owner;
 
 		/* a row without an id cannot be skipped: then fail the whole batch */
-		if (PcrRowUuid(row, desc, "id") == NULL)
+		id = PcrRowUuid(row, desc, "id");
+		if (id == NULL)
 			ReThrowError(edata);
-		skip_add(pass, PcrRowUuid(row, desc, "id"));
-		pass_error(pass, step, PcrRowUuid(row, desc, "id"), edata);
+		skip_add(pass, id);
+		pass_error(pass, step, id, edata);
 		FreeErrorData(edata);
 		outcome = PCR_ROW_NOTHING;
 	}
@@ -275,9 +302,55 @@ process_row_guarded(PcrPass *pass, const PcrReconcileStep *step, HeapTuple row, 
 	return outcome;
 }
 
-static PcrBatchResult
-run_batch(PcrPass *pass, const PcrReconcileStep *step)
+/*
+ * Try the step's process_batch on the whole batch in one subtransaction;
+ * false (and nothing changed) when it raised, or the step has none.
+ */
+static bool
+process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 nrows,
+					  PcrPassCounts *batch)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = false;
+	volatile uint64 changed = 0;
+
+	if (step->process_batch == NULL || nrows == 0)
+		return false;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		changed = step->process_batch(rows->vals, nrows, rows->tupdesc);
+		ReleaseCurrentSubTransaction();
+		done = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(DEBUG1,
+				(errmsg_internal("paperclip reconciler: step \"%s\" goes row by row: %s",
+								 step->name, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	for (uint64 i = 0; i < changed; i++)
+		count_outcome(batch, step->batch_outcome);
+	return done;
+}
+
+static PcrBatchResult
+run_batch(PcrPass *pass, int stepno)
+{
+	const PcrReconcileStep *step = steps[stepno];
 	volatile PcrBatchResult result = BATCH_PARTIAL;
 	PcrPassCounts batch = {0};
 
@@ -299,16 +372,19 @@ run_batch(PcrPass *pass, const PcrReconcileStep *step)
 			SPI_connect();
 			values[0] = skip_array(pass);
 			values[1] = Int32GetDatum(PCR_BATCH_SIZE);
-			rc = SPI_execute_with_args(step->select_sql, 2, argtypes, values, NULL, false, 0);
+			rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
 					 step->name, SPI_result_code_string(rc));
 			rows = SPI_tuptable;
 			nrows = SPI_processed;
-			for (uint64 i = 0; i < nrows; i++)
+			if (!process_batch_guarded(step, rows, nrows, &batch))
 			{
-				CHECK_FOR_INTERRUPTS();
-				count_outcome(&batch, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
+				for (uint64 i = 0; i < nrows; i++)
+				{
+					CHECK_FOR_INTERRUPTS();
+					count_outcome(&batch, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
+				}
 			}
 			SPI_finish();
 			result = nrows >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
@@ -363,7 +439,7 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
-			r = run_batch(&pass, steps[s]);
+			r = run_batch(&pass, s);
 			if (r == BATCH_NO_EXTENSION)
 				return PCR_PASS_NO_EXTENSION;
 		} while (r == BATCH_FULL);

@@ -8,8 +8,8 @@
  * - carry out pending cleanups through the lease's driver, with backoff,
  *   until success or paperclip.cleanup_max_attempts (SPEC §3.2).
  *
- * Each process_row runs in its own subtransaction (reconcile_pass.c) on a
- * row its batch has locked.
+ * A batch of locked rows is first transitioned by one statement; if that
+ * raises, row by row, each in its own subtransaction (reconcile_pass.c).
  */
 #include "pcr.h"
 #include "driver.h"
@@ -18,13 +18,23 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
 /* ------------------------------------------------------------------------
- * Transition of an active lease (release or expiry)
+ * Transitions of active leases (release or expiry)
  * ------------------------------------------------------------------------ */
+
+/* What an active lease becomes: status NULL leaves it as it is. */
+typedef struct PcrTransition
+{
+	const char *status;
+	const char *reason;
+} PcrTransition;
+
+typedef PcrTransition (*PcrDecideFn) (HeapTuple row, TupleDesc desc);
 
 /*
  * As release_run_leases: a failed retain_on_failure lease is retained, and
@@ -33,60 +43,112 @@
  * expiry leaves last_used_at alone: nobody used the lease.
  */
 static const char *const transition_sql =
-"UPDATE paperclip.environment_leases "
-"   SET status = CASE WHEN $2 = 'failed' AND lease_policy = 'retain_on_failure' "
-"                     THEN 'retained' ELSE $2 END, "
+"WITH t AS MATERIALIZED ( "
+"  SELECT l.id, l.lease_policy, "
+"         ($2)[pg_catalog.array_position($1, l.id)] AS status, "
+"         ($3)[pg_catalog.array_position($1, l.id)] AS reason, "
+"         ($4)[pg_catalog.array_position($1, l.id)] AS cleanup "
+"    FROM paperclip.environment_leases AS l "
+"   WHERE l.id = ANY ($1)) "
+"UPDATE paperclip.environment_leases AS l "
+"   SET status = CASE WHEN t.status = 'failed' AND t.lease_policy = 'retain_on_failure' "
+"                     THEN 'retained' ELSE t.status END, "
 "       released_at = now(), "
-"       last_used_at = CASE WHEN $2 = 'expired' THEN last_used_at ELSE now() END, "
+"       last_used_at = CASE WHEN t.status = 'expired' THEN l.last_used_at ELSE now() END, "
 "       updated_at = now(), "
-"       failure_reason = $3, "
-"       cleanup_status = CASE WHEN $4 AND NOT ($2 = 'failed' AND lease_policy = 'retain_on_failure') "
+"       failure_reason = t.reason, "
+"       cleanup_status = CASE WHEN t.cleanup "
+"                              AND NOT (t.status = 'failed' AND t.lease_policy = 'retain_on_failure') "
 "                             THEN 'pending' END "
-" WHERE id = $1 AND status = 'active'";
+"  FROM t "
+" WHERE l.id = t.id AND l.status = 'active'";
 
-static PcrRowOutcome
-transition_lease(HeapTuple row, TupleDesc desc, const char *status, const char *reason,
-				 PcrRowOutcome done)
+/* Transition rows[0..nrows) as decide says, in one statement; returns how many changed. */
+static uint64
+transition_leases(HeapTuple *rows, uint64 nrows, TupleDesc desc, PcrDecideFn decide)
 {
-	Jsonb	   *metadata = PcrRowJsonb(row, desc, "metadata");
-	const PcrDriver *driver = PcrDriverOfLease(metadata, PcrRowText(row, desc, "provider"));
-	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, BOOLOID};
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[4] = {UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
 	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum	   *ids = palloc(sizeof(Datum) * nrows);
+	Datum	   *statuses = palloc(sizeof(Datum) * nrows);
+	Datum	   *reasons = palloc(sizeof(Datum) * nrows);
+	bool	   *reason_nulls = palloc(sizeof(bool) * nrows);
+	Datum	   *cleanups = palloc(sizeof(Datum) * nrows);
+	int			n = 0;
+	int			dims[1];
+	int			lbs[1] = {1};
 	int			rc;
 
-	values[0] = UUIDPGetDatum(PcrRowUuid(row, desc, "id"));
-	values[1] = CStringGetTextDatum(status);
-	if (reason == NULL)
-		nulls[2] = 'n', values[2] = (Datum) 0;
-	else
-		values[2] = CStringGetTextDatum(reason);
-	values[3] = BoolGetDatum(driver != NULL && driver->release_needs_cleanup(metadata));
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		PcrTransition t = decide(rows[i], desc);
+		Jsonb	   *metadata;
+		const PcrDriver *driver;
 
-	rc = SPI_execute_with_args(transition_sql, 4, argtypes, values, nulls, false, 0);
+		if (t.status == NULL)
+			continue;
+		metadata = PcrRowJsonb(rows[i], desc, "metadata");
+		driver = PcrDriverOfLease(metadata, PcrRowText(rows[i], desc, "provider"));
+		ids[n] = UUIDPGetDatum(PcrRowUuid(rows[i], desc, "id"));
+		statuses[n] = CStringGetTextDatum(t.status);
+		reason_nulls[n] = t.reason == NULL;
+		reasons[n] = t.reason ? CStringGetTextDatum(t.reason) : (Datum) 0;
+		cleanups[n] = BoolGetDatum(driver != NULL && driver->release_needs_cleanup(metadata));
+		n++;
+	}
+	if (n == 0)
+		return 0;
+
+	dims[0] = n;
+	values[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	values[1] = PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_md_array(reasons, reason_nulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(cleanups, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	rc = PcrReconcilerExecute(&plan, transition_sql, 4, argtypes, values, NULL);
 	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "could not update a lease: %s", SPI_result_code_string(rc));
-	return SPI_processed == 1 ? done : PCR_ROW_NOTHING;
+		elog(ERROR, "could not update leases: %s", SPI_result_code_string(rc));
+	return SPI_processed;
 }
 
 /* ------------------------------------------------------------------------
  * Step: release the leases of terminal or missing runs
  * ------------------------------------------------------------------------ */
-static PcrRowOutcome
-release_finished_run_row(HeapTuple row, TupleDesc desc)
+static PcrTransition
+decide_release(HeapTuple row, TupleDesc desc)
 {
 	char	   *run_status = PcrRowText(row, desc, "run_status");
+	PcrTransition t = {NULL, NULL};
 
 	if (run_status == NULL)
-		return transition_lease(row, desc, "released", "heartbeat run no longer exists",
-								PCR_ROW_RELEASED);
-	if (!PcrRunStatusIsTerminal(run_status))
-		return PCR_ROW_NOTHING;
+	{
+		t.status = "released";
+		t.reason = "heartbeat run no longer exists";
+	}
+	else if (!PcrRunStatusIsTerminal(run_status))
+		return t;
 	/* the rule of paperclip.heartbeat_runs_after_update() */
-	if (strcmp(run_status, "failed") == 0 || strcmp(run_status, "timed_out") == 0)
-		return transition_lease(row, desc, "failed", PcrRowText(row, desc, "run_reason"),
-								PCR_ROW_RELEASED);
-	return transition_lease(row, desc, "released", NULL, PCR_ROW_RELEASED);
+	else if (strcmp(run_status, "failed") == 0 || strcmp(run_status, "timed_out") == 0)
+	{
+		t.status = "failed";
+		t.reason = PcrRowText(row, desc, "run_reason");
+	}
+	else
+		t.status = "released";
+	return t;
+}
+
+static PcrRowOutcome
+release_row(HeapTuple row, TupleDesc desc)
+{
+	return transition_leases(&row, 1, desc, decide_release) == 1 ? PCR_ROW_RELEASED : PCR_ROW_NOTHING;
+}
+
+static uint64
+release_batch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
+{
+	return transition_leases(rows, nrows, desc, decide_release);
 }
 
 const PcrReconcileStep pcr_step_release_finished_runs = {
@@ -102,16 +164,32 @@ const PcrReconcileStep pcr_step_release_finished_runs = {
 	"   AND l.id <> ALL ($1) "
 	" LIMIT $2 "
 	"   FOR UPDATE OF l SKIP LOCKED",
-	.process_row = release_finished_run_row,
+	.process_row = release_row,
+	.process_batch = release_batch,
+	.batch_outcome = PCR_ROW_RELEASED,
 };
 
 /* ------------------------------------------------------------------------
  * Step: expire active leases past expires_at
  * ------------------------------------------------------------------------ */
+static PcrTransition
+decide_expire(HeapTuple row, TupleDesc desc)
+{
+	PcrTransition t = {"expired", "lease expired"};
+
+	return t;
+}
+
 static PcrRowOutcome
 expire_row(HeapTuple row, TupleDesc desc)
 {
-	return transition_lease(row, desc, "expired", "lease expired", PCR_ROW_EXPIRED);
+	return transition_leases(&row, 1, desc, decide_expire) == 1 ? PCR_ROW_EXPIRED : PCR_ROW_NOTHING;
+}
+
+static uint64
+expire_batch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
+{
+	return transition_leases(rows, nrows, desc, decide_expire);
 }
 
 const PcrReconcileStep pcr_step_expire = {
@@ -125,6 +203,8 @@ const PcrReconcileStep pcr_step_expire = {
 	" LIMIT $2 "
 	"   FOR UPDATE SKIP LOCKED",
 	.process_row = expire_row,
+	.process_batch = expire_batch,
+	.batch_outcome = PCR_ROW_EXPIRED,
 };
 
 /* ------------------------------------------------------------------------
@@ -188,6 +268,7 @@ static const char *const record_cleanup_sql =
 static PcrRowOutcome
 cleanup_row(HeapTuple row, TupleDesc desc)
 {
+	static SPIPlanPtr plan = NULL;
 	PcrLeaseCleanup lease;
 	const PcrDriver *driver;
 	char	   *error = NULL;
@@ -224,7 +305,7 @@ cleanup_row(HeapTuple row, TupleDesc desc)
 	else
 		values[2] = CStringGetTextDatum(error);
 	values[3] = Int32GetDatum(pcr_cleanup_max_attempts);
-	rc = SPI_execute_with_args(record_cleanup_sql, 4, argtypes, values, nulls, false, 0);
+	rc = PcrReconcilerExecute(&plan, record_cleanup_sql, 4, argtypes, values, nulls);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record a cleanup attempt: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)

@@ -35,6 +35,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -350,6 +351,14 @@ PcrReconcilerMain(Datum main_arg)
 	on_shmem_exit(reconciler_detach, (Datum) 0);
 	reconciler_connect(wait_event);
 	pgstat_report_appname(PCR_RECONCILER_NAME);
+
+	/*
+	 * A pass whose commits a crash loses is simply done again by the
+	 * start-up sweep (every step is idempotent, and a driver's cleanup must
+	 * be anyway: a crash can fall between its side effect and the commit
+	 * that records it), so the worker does not wait for WAL flushes.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	workercxt = AllocSetContextCreate(TopMemoryContext, "paperclip reconciler",
 									  ALLOCSET_DEFAULT_SIZES);

@@ -19,6 +19,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "executor/spi.h"
 
 /* Called once from _PG_init; does nothing unless preloading. */
 extern void PcrReconcilerInit(void);
@@ -38,8 +39,9 @@ extern PGDLLEXPORT void PcrReconcilerMain(Datum main_arg);
 /* ------------------------------------------------------------------------
  * Steps of a pass
  *
- * A step selects a batch of rows and handles each in its own subtransaction,
- * so one bad row is logged and skipped while the others go on.  The select
+ * A step selects a batch of rows and handles each in its own subtransaction
+ * (or all at once, falling back to that), so one bad row is logged and
+ * skipped while the others go on.  The select
  * gets $1 uuid[] (ids to skip: rows that failed earlier in this pass) and
  * $2 integer (the batch size); it must return a uuid column "id", and should
  * lock what it returns with FOR UPDATE SKIP LOCKED so that it never waits
@@ -64,6 +66,15 @@ typedef struct PcrReconcileStep
 	const char *name;
 	const char *select_sql;
 	PcrRowOutcome (*process_row) (HeapTuple row, TupleDesc desc);
+
+	/*
+	 * Optional: handle a whole batch at once and return how many rows it
+	 * changed, each counted as batch_outcome.  Tried first, in one
+	 * subtransaction; if it raises, the batch is done again with
+	 * process_row, row by row, so that only a bad row is skipped.
+	 */
+	uint64		(*process_batch) (HeapTuple *rows, uint64 nrows, TupleDesc desc);
+	PcrRowOutcome batch_outcome;
 } PcrReconcileStep;
 
 #define PCR_RECONCILER_MAX_STEPS 8
@@ -76,6 +87,14 @@ extern char *PcrRowText(HeapTuple row, TupleDesc desc, const char *column);
 extern Jsonb *PcrRowJsonb(HeapTuple row, TupleDesc desc, const char *column);
 extern pg_uuid_t *PcrRowUuid(HeapTuple row, TupleDesc desc, const char *column);
 extern int	PcrRowInt(HeapTuple row, TupleDesc desc, const char *column, int dflt);
+
+/*
+ * Execute sql through a plan kept in *plan (prepared on first use).  Kept
+ * plans are checked against the catalogs before each use, so they follow a
+ * DROP and CREATE EXTENSION.  Returns the SPI result code.
+ */
+extern int	PcrReconcilerExecute(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+								 Datum *values, const char *nulls);
 
 /* What one pass did. */
 typedef struct PcrPassCounts
