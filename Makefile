@@ -13,6 +13,7 @@ OBJS = \
 	src/provider_fake.o \
 	src/secret_ref.o \
 	src/triggers.o \
+	src/lease_lookup.o \
 	src/lease.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
