@@ -13,6 +13,7 @@ OBJS = \
 	src/provider_fake.o \
 	src/secret_ref.o \
 	src/triggers.o \
+	src/lease_lookup.o \
 	src/lease.o \
 	src/reconciler.o \
 	src/reconcile_pass.o \
