@@ -14,6 +14,7 @@ OBJS = \
 	src/secret_ref.o \
 	src/master_key.o \
 	src/secret_crypto.o \
+	src/secret_lookup.o \
 	src/secret.o \
 	src/triggers.o \
 	src/lease.o

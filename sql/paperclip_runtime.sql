@@ -232,8 +232,8 @@ LANGUAGE C CALLED ON NULL INPUT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paperclip.validate_environment_config(text, jsonb) IS
     'validate a driver config and return its normalised form; raises 22023 naming the field';
 
--- secrets (SPEC §5): SECURITY DEFINER so that callers need no access to the
--- secret tables; the C code checks the caller's company like the RLS policies
+-- secrets (SPEC §5): callers need no access to the secret tables; the C code
+-- checks the session's company like the RLS policies do
 CREATE FUNCTION paperclip.secret_create(company_id uuid, name text, value text, description text DEFAULT NULL)
 RETURNS paperclip.company_secrets
 AS 'MODULE_PATHNAME', 'pcr_secret_create'
@@ -258,11 +258,12 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION paperclip.secret_revoke(uuid, integer) IS
     'revoke one version of a secret: it no longer resolves, and "latest" skips it';
 
+-- not SECURITY DEFINER: it runs no SQL (index scans in C, for speed), so it
+-- depends on no search_path; EXECUTE is the gate, then the company check
 CREATE FUNCTION paperclip.secret_resolve(company_id uuid, secret_ref jsonb)
 RETURNS text
 AS 'MODULE_PATHNAME', 'pcr_secret_resolve'
-LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.secret_resolve(uuid, jsonb) IS
     'decrypt the value a secret_ref names ("latest" = latest version not revoked)';
 

@@ -1,0 +1,160 @@
+/*
+ * secret_lookup.c — reading one secret version by index, without SQL
+ *
+ * secret_resolve is on the hot path of every driver that needs a key, so it
+ * reads the two secret tables with plain index scans (the primary key of
+ * company_secrets, the unique (secret_id, version) index of
+ * company_secret_versions) instead of an SPI query: no parse, no plan, no
+ * executor, and no dependence on the caller's search_path.  The scans bypass
+ * table privileges and RLS like a SECURITY DEFINER function would; the
+ * caller (secret.c) has checked the company first.
+ */
+#include "pcr.h"
+#include "secret_lookup.h"
+#include "driver.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+static Oid
+paperclip_relid(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation paperclip.%s does not exist", name);
+	return relid;
+}
+
+static AttrNumber
+column(Relation rel, const char *name)
+{
+	int			attno = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attno <= 0)
+		elog(ERROR, "column \"%s\" missing from paperclip.%s", name, RelationGetRelationName(rel));
+	return (AttrNumber) attno;
+}
+
+static bool
+revoked_is_null(TupleTableSlot *slot, Relation heap)
+{
+	bool		isnull;
+
+	(void) slot_getattr(slot, column(heap, "revoked_at"), &isnull);
+	return isnull;
+}
+
+/* The secret's company and name by primary key; false when there is none. */
+static bool
+lookup_secret(Oid nsp, Snapshot snapshot, const pg_uuid_t *secret_id, pg_uuid_t *company, char **name)
+{
+	Relation	heap = table_open(paperclip_relid(nsp, "company_secrets"), AccessShareLock);
+	Relation	index = index_open(paperclip_relid(nsp, "company_secrets_pkey"), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+	bool		isnull;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(secret_id));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		memcpy(company, DatumGetUUIDP(slot_getattr(slot, column(heap, "company_id"), &isnull)),
+			   sizeof(pg_uuid_t));
+		*name = TextDatumGetCString(slot_getattr(slot, column(heap, "name"), &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	return found;
+}
+
+char *
+PcrSecretName(const pg_uuid_t *secret_id)
+{
+	Oid			nsp = get_namespace_oid("paperclip", false);
+	Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	pg_uuid_t	company;
+	char	   *name = NULL;
+
+	if (!lookup_secret(nsp, snapshot, secret_id, &company, &name))
+		name = PcrUuidToCString(secret_id);
+	UnregisterSnapshot(snapshot);
+	return name;
+}
+
+void
+PcrSecretLookup(const pg_uuid_t *secret_id, int32 version, PcrSecretVersionRow *out)
+{
+	Oid			nsp = get_namespace_oid("paperclip", false);
+	Snapshot	snapshot;
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	bool		isnull;
+	Datum		d;
+
+	memset(out, 0, sizeof(*out));
+
+	/* like a VOLATILE function's SPI query: see this transaction's earlier commands */
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+
+	/*
+	 * The version first: the happy path needs only this one index scan
+	 * (versions carry company_id).  Only when no version matched is the
+	 * secret itself looked up, to tell "no such secret" from "no such version".
+	 */
+	heap = table_open(paperclip_relid(nsp, "company_secret_versions"), AccessShareLock);
+	index = index_open(paperclip_relid(nsp, "company_secret_versions_secret_id_version_key"),
+					   AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(secret_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(version));
+	scan = index_beginscan(heap, index, snapshot, version == 0 ? 1 : 2, 0);
+	index_rescan(scan, keys, version == 0 ? 1 : 2, NULL, 0);
+	/* "latest": walk down from the highest version to the first one not revoked */
+	while (index_getnext_slot(scan, version == 0 ? BackwardScanDirection : ForwardScanDirection, slot))
+	{
+		if (version == 0 && !revoked_is_null(slot, heap))
+			continue;
+		out->secret_found = true;
+		out->version_found = true;
+		d = slot_getattr(slot, column(heap, "company_id"), &isnull);
+		memcpy(&out->company_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+		out->version = DatumGetInt32(slot_getattr(slot, column(heap, "version"), &isnull));
+		out->revoked = !revoked_is_null(slot, heap);
+		d = slot_getattr(slot, column(heap, "key_id"), &isnull);
+		out->key_id = isnull ? NULL : TextDatumGetCString(d);
+		d = slot_getattr(slot, column(heap, "material"), &isnull);
+		out->material = isnull ? NULL : DatumGetJsonbPCopy(d);
+		break;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+
+	if (!out->version_found)
+		out->secret_found = lookup_secret(nsp, snapshot, secret_id, &out->company_id, &out->name);
+	UnregisterSnapshot(snapshot);
+}
