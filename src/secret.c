@@ -558,12 +558,12 @@ pcr_secret_resolve(PG_FUNCTION_ARGS)
 	Size		len;
 
 	require_arg(fcinfo, 0, "company_id");
+	company = PG_GETARG_UUID_P(0);
+	check_company_access(company);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("invalid secret_ref: must not be null")));
-	company = PG_GETARG_UUID_P(0);
-	check_company_access(company);
 
 	buf = resolve_ref(company, PG_GETARG_JSONB_P(1), cxt, VARHDRSZ, &len);
 	SET_VARSIZE(buf, VARHDRSZ + len);
