@@ -7,7 +7,6 @@ PACKAGES=(
   build-essential
   postgresql-15
   postgresql-server-dev-15
-  postgresql-contrib-15
   postgresql-15-pgtap
   libtap-parser-sourcehandler-pgtap-perl
   libssh2-1-dev
@@ -16,6 +15,7 @@ PACKAGES=(
   openssh-client
   python3
   curl
+  bc
 )
 
 missing=()

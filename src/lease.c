@@ -14,6 +14,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/datum.h"
 
 PG_FUNCTION_INFO_V1(pcr_acquire_run_lease);
 PG_FUNCTION_INFO_V1(pcr_release_run_leases);
@@ -25,6 +26,7 @@ PG_FUNCTION_INFO_V1(pcr_ensure_local_environment);
  * ------------------------------------------------------------------------ */
 typedef enum PcrPlanId
 {
+	PLAN_LOOKUP,
 	PLAN_ENVIRONMENT,
 	PLAN_LOCK_ENVIRONMENT,
 	PLAN_RUN,
@@ -49,6 +51,24 @@ typedef struct PcrPlanDef
 } PcrPlanDef;
 
 static const PcrPlanDef plan_defs[PLAN_COUNT] = {
+	[PLAN_LOOKUP] = {
+		/*
+		 * One round trip for the common case: the environment, the run
+		 * (locked FOR SHARE: a concurrent status change waits for this
+		 * acquire, so its trigger sees the lease) and any active lease of
+		 * the run on the environment.  No row: PLAN_ENVIRONMENT and PLAN_RUN
+		 * tell which object is missing.
+		 */
+		"SELECT e.name AS env_name, e.status AS env_status, e.driver AS env_driver, "
+		"       e.config AS env_config, r.status AS run_status, l.id AS lease_id "
+		"  FROM paperclip.environments AS e "
+		"  JOIN paperclip.heartbeat_runs AS r ON r.id = $3 AND r.company_id = $2 "
+		"  LEFT JOIN paperclip.environment_leases AS l "
+		"         ON l.heartbeat_run_id = $3 AND l.environment_id = $1 AND l.status = 'active' "
+		" WHERE e.id = $1 AND e.company_id = $2 "
+		"   FOR SHARE OF r",
+		3, {UUIDOID, UUIDOID, UUIDOID}
+	},
 	[PLAN_ENVIRONMENT] = {
 		"SELECT name, status, driver, config FROM paperclip.environments "
 		" WHERE id = $1 AND company_id = $2",
@@ -59,12 +79,11 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		1, {UUIDOID}
 	},
 	[PLAN_RUN] = {
-		/* FOR SHARE: a concurrent status change waits for this acquire, so its trigger sees the lease */
-		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2 FOR SHARE",
+		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2",
 		2, {UUIDOID, UUIDOID}
 	},
 	[PLAN_ACTIVE_LEASE] = {
-		"SELECT * FROM paperclip.environment_leases "
+		"SELECT l FROM paperclip.environment_leases AS l "
 		" WHERE heartbeat_run_id = $1 AND environment_id = $2 AND status = 'active'",
 		2, {UUIDOID, UUIDOID}
 	},
@@ -81,22 +100,22 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"   acquired_at, last_used_at, expires_at, metadata) "
 		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, now(), now(), now() + $9, $10) "
 		"ON CONFLICT (heartbeat_run_id, environment_id) WHERE status = 'active' DO NOTHING "
-		"RETURNING *",
+		"RETURNING l",
 		10, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, JSONBOID}
 	},
 	[PLAN_RELEASE] = {
-		"UPDATE paperclip.environment_leases "
+		"UPDATE paperclip.environment_leases AS l "
 		"   SET status = CASE WHEN $2 = 'failed' AND lease_policy = 'retain_on_failure' "
 		"                     THEN 'retained' ELSE $2 END, "
 		"       released_at = now(), last_used_at = now(), updated_at = now(), "
 		"       failure_reason = $3, cleanup_status = NULL "
 		" WHERE heartbeat_run_id = $1 AND status = 'active' "
-		"RETURNING *",
+		"RETURNING l, l.id, l.provider, l.metadata",
 		3, {UUIDOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_MARK_CLEANUP] = {
-		"UPDATE paperclip.environment_leases SET cleanup_status = 'pending' "
-		" WHERE id = $1 RETURNING *",
+		"UPDATE paperclip.environment_leases AS l SET cleanup_status = 'pending' "
+		" WHERE id = $1 RETURNING l",
 		1, {UUIDOID}
 	},
 	[PLAN_RENEW] = {
@@ -106,7 +125,7 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"  FROM paperclip.environments AS e "
 		" WHERE l.id = $1 AND l.status = 'active' "
 		"   AND e.company_id = l.company_id AND e.id = l.environment_id "
-		"RETURNING l.*",
+		"RETURNING l",
 		1, {UUIDOID}
 	},
 	[PLAN_LEASE_STATUS] = {
@@ -118,15 +137,15 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		1, {UUIDOID}
 	},
 	[PLAN_INSERT_LOCAL] = {
-		"INSERT INTO paperclip.environments (company_id, name, driver, metadata) "
+		"INSERT INTO paperclip.environments AS e (company_id, name, driver, metadata) "
 		"VALUES ($1, 'Local', 'local', "
 		"        '{\"managedByPaperclip\": true, \"defaultForCompany\": true}') "
 		"ON CONFLICT (company_id) WHERE driver = 'local' DO NOTHING "
-		"RETURNING *",
+		"RETURNING e",
 		1, {UUIDOID}
 	},
 	[PLAN_SELECT_LOCAL] = {
-		"SELECT * FROM paperclip.environments WHERE company_id = $1 AND driver = 'local'",
+		"SELECT e FROM paperclip.environments AS e WHERE company_id = $1 AND driver = 'local'",
 		1, {UUIDOID}
 	},
 };
@@ -183,77 +202,74 @@ require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 }
 
 /*
- * Rebuild an SPI result row as a tuple of the function's declared row type,
- * matching columns by name (robust to dropped columns), allocated in the
- * caller's memory context.
+ * Every plan that returns a lease or an environment returns it as one
+ * whole-row column ("RETURNING l", "SELECT l"): a composite datum of the
+ * table's row type, which is exactly the functions' declared result type.
+ * One column is much cheaper for the executor to set up than the 25 of
+ * "RETURNING *", and dropped columns need no special care.
  */
-typedef struct PcrRowMap
-{
-	TupleDesc	outdesc;
-	int		   *srcatt;			/* per output attribute: SPI column, or 0 */
-} PcrRowMap;
-
-static void
-rowmap_init(PcrRowMap *map, TupleDesc outdesc, TupleDesc spidesc)
-{
-	map->outdesc = outdesc;
-	map->srcatt = palloc0(sizeof(int) * outdesc->natts);
-	for (int i = 0; i < outdesc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(outdesc, i);
-
-		if (att->attisdropped)
-			continue;
-		map->srcatt[i] = SPI_fnumber(spidesc, NameStr(att->attname));
-		if (map->srcatt[i] <= 0)
-			elog(ERROR, "column \"%s\" missing from a paperclip query result", NameStr(att->attname));
-	}
-}
-
-static HeapTuple
-rowmap_tuple(PcrRowMap *map, HeapTuple src, TupleDesc spidesc)
-{
-	int			natts = map->outdesc->natts;
-	Datum	   *values = palloc(sizeof(Datum) * natts);
-	bool	   *nulls = palloc(sizeof(bool) * natts);
-
-	for (int i = 0; i < natts; i++)
-	{
-		if (map->srcatt[i] <= 0)
-		{
-			values[i] = (Datum) 0;
-			nulls[i] = true;
-			continue;
-		}
-		values[i] = SPI_getbinval(src, spidesc, map->srcatt[i], &nulls[i]);
-	}
-	return heap_form_tuple(map->outdesc, values, nulls);
-}
-
-/* Copy row 0 of the SPI result out as the function's composite result. */
 static Datum
 return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
 {
-	TupleDesc	outdesc;
-	PcrRowMap	map;
-	HeapTuple	tup;
+	bool		isnull;
+	Datum		row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	MemoryContext old;
 	Datum		result;
 
-	if (get_call_result_type(fcinfo, NULL, &outdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "paperclip function must return a row type");
+	if (isnull)
+		elog(ERROR, "paperclip query returned a null row");
 	old = MemoryContextSwitchTo(callerctx);
-	outdesc = BlessTupleDesc(outdesc);
-	rowmap_init(&map, outdesc, SPI_tuptable->tupdesc);
-	tup = rowmap_tuple(&map, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
-	result = HeapTupleGetDatum(tup);
+	result = datumCopy(row, false, -1);
 	MemoryContextSwitchTo(old);
 	return result;
+}
+
+/* Append a whole-row datum to the SRF's tuplestore. */
+static void
+put_row(ReturnSetInfo *rsinfo, Datum row)
+{
+	HeapTupleHeader td = DatumGetHeapTupleHeader(row);
+	HeapTupleData tuple;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = td;
+	tuplestore_puttuple(rsinfo->setResult, &tuple);
 }
 
 /* ------------------------------------------------------------------------
  * acquire_run_lease
  * ------------------------------------------------------------------------ */
+
+/* The lookup found nothing: say which of the environment and the run is missing. */
+static void
+report_missing(const PcrLeaseRequest *req)
+{
+	Datum		values[2];
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
+	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req->environment_id), PcrUuidToCString(&req->company_id))));
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
+	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("heartbeat run %s does not exist in company %s",
+						PcrUuidToCString(&req->heartbeat_run_id), PcrUuidToCString(&req->company_id))));
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not acquire a lease on environment %s due to a concurrent change",
+					PcrUuidToCString(&req->environment_id)),
+			 errhint("Retry the transaction.")));
+}
+
 Datum
 pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 {
@@ -284,15 +300,14 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	/* the environment: exists in this company, active */
 	values[0] = UUIDPGetDatum(&req.environment_id);
 	values[1] = UUIDPGetDatum(&req.company_id);
-	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	values[2] = UUIDPGetDatum(&req.heartbeat_run_id);
+	run_plan(PLAN_LOOKUP, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("environment %s does not exist in company %s",
-						PcrUuidToCString(&req.environment_id), PcrUuidToCString(&req.company_id))));
+		report_missing(&req);
+
+	/* the environment: active */
 	req.environment_name = spi_text(0, 1);
 	env_status = spi_text(0, 2);
 	driver_name = spi_text(0, 3);
@@ -303,16 +318,8 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 				 errmsg("environment \"%s\" is not active", req.environment_name),
 				 errdetail("The environment is %s.", env_status)));
 
-	/* the run: exists in this company, not terminal */
-	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
-	values[1] = UUIDPGetDatum(&req.company_id);
-	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("heartbeat run %s does not exist in company %s",
-						PcrUuidToCString(&req.heartbeat_run_id), PcrUuidToCString(&req.company_id))));
-	run_status = spi_text(0, 1);
+	/* the run: not terminal */
+	run_status = spi_text(0, 5);
 	if (PcrRunStatusIsTerminal(run_status))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
@@ -325,18 +332,21 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, driver_name)));
-	req.config = driver->validate(stored_config);
 
 	/* idempotent: an active lease of this run on this environment is returned as it is */
-	values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
-	values[1] = UUIDPGetDatum(&req.environment_id);
-	run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed > 0)
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+	if (!isnull)
 	{
+		values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
+		values[1] = UUIDPGetDatum(&req.environment_id);
+		run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			elog(ERROR, "active lease vanished while its run was locked");
 		result = return_row(fcinfo, callerctx);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
+	req.config = driver->validate(stored_config);
 
 	driver->check_available(req.config);
 	policy = driver->lease_policy(req.config);
@@ -408,23 +418,22 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 /* ------------------------------------------------------------------------
  * release_run_leases
  * ------------------------------------------------------------------------ */
+/* Does releasing this lease leave side effects for a worker (cleanup)? */
 static bool
-lease_needs_cleanup(HeapTuple tup, TupleDesc desc)
+lease_needs_cleanup(const char *provider, Jsonb *metadata)
 {
-	bool		isnull;
-	int			att = SPI_fnumber(desc, "metadata");
-	Datum		md = SPI_getbinval(tup, desc, att, &isnull);
-	Jsonb	   *metadata = isnull ? NULL : DatumGetJsonbP(md);
 	char	   *driver_name = PcrJsonbGetText(metadata, "driver");
 	const PcrDriver *driver;
 
 	/* leases written by hand without metadata: fall back on the provider column */
 	if (driver_name == NULL)
 	{
-		char	   *provider = SPI_getvalue(tup, desc, SPI_fnumber(desc, "provider"));
-
-		driver_name = (provider == NULL || strcmp(provider, "local") == 0 || strcmp(provider, "ssh") == 0)
-			? (provider ? provider : "local") : "sandbox";
+		if (provider == NULL || strcmp(provider, "local") == 0)
+			driver_name = "local";
+		else if (strcmp(provider, "ssh") == 0)
+			driver_name = "ssh";
+		else
+			driver_name = "sandbox";
 	}
 	driver = PcrDriverByName(driver_name);
 	return driver != NULL && driver->release_needs_cleanup(metadata);
@@ -440,7 +449,6 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', ' '};
 	SPITupleTable *released;
 	uint64		nreleased;
-	PcrRowMap	map;
 	MemoryContext old;
 
 	require_arg(fcinfo, 0, "heartbeat_run_id");
@@ -470,26 +478,26 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	released = SPI_tuptable;
 	nreleased = SPI_processed;
 
-	old = MemoryContextSwitchTo(callerctx);
-	rowmap_init(&map, rsinfo->setDesc, released->tupdesc);
-	MemoryContextSwitchTo(old);
-
 	for (uint64 i = 0; i < nreleased; i++)
 	{
 		HeapTuple	tup = released->vals[i];
 		TupleDesc	desc = released->tupdesc;
+		bool		isnull;
+		Datum		row = SPI_getbinval(tup, desc, 1, &isnull);
+		Datum		provider = SPI_getbinval(tup, desc, 3, &isnull);
+		char	   *provider_name = isnull ? NULL : TextDatumGetCString(provider);
+		Datum		metadata = SPI_getbinval(tup, desc, 4, &isnull);
 
 		/* side effects (destroying a sandbox, ...) are done after commit by a worker */
-		if (lease_needs_cleanup(tup, desc))
+		if (lease_needs_cleanup(provider_name, isnull ? NULL : DatumGetJsonbP(metadata)))
 		{
-			bool		isnull;
-			Datum		id = SPI_getbinval(tup, desc, SPI_fnumber(desc, "id"), &isnull);
+			Datum		id = SPI_getbinval(tup, desc, 2, &isnull);
 
 			run_plan(PLAN_MARK_CLEANUP, &id, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
-			tup = SPI_tuptable->vals[0];
+			row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		}
 		old = MemoryContextSwitchTo(callerctx);
-		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(&map, tup, desc));
+		put_row(rsinfo, row);
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();

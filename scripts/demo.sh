@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# scripts/demo.sh — the README's main command.
+#
+# On a fresh Debian 12 machine, as root (or as a user who can run initdb):
+# installs what is needed, builds and installs paperclip_runtime, starts a
+# throw-away PostgreSQL 15 cluster on 127.0.0.1 with the extension preloaded,
+# and walks through a lease lifecycle on the local and fake-sandbox drivers,
+# printing the rows.  The cluster keeps running so you can connect; the last
+# lines say how to connect and how to stop it.
+#
+#   PCR_DEMO_DIR   where the cluster lives (default /tmp/paperclip-demo; wiped first)
+#   PCR_DEMO_PORT  port (default: a free one)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+. test/lib/cluster.sh
+
+scripts/install-deps.sh
+echo "== building and installing paperclip_runtime"
+scripts/build-install.sh
+PCR_PGBIN=$(pg_config --bindir)
+
+DEMO=${PCR_DEMO_DIR:-/tmp/paperclip-demo}
+if [ -d "$DEMO/data" ]; then
+  pcr_cluster_stop "$DEMO/data" immediate
+fi
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+chmod 755 "$DEMO"
+PORT=${PCR_DEMO_PORT:-$(pcr_free_port)}
+
+echo "== starting a throw-away cluster in $DEMO/data on 127.0.0.1:$PORT"
+pcr_cluster_init "$DEMO/data" "$PORT" "paperclip.database = 'paperclip'"
+pcr_cluster_start "$DEMO/data"
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+psql -XAtq -d postgres -c "CREATE DATABASE paperclip" >/dev/null
+
+echo "== lease lifecycle"
+psql -X -d paperclip -v ON_ERROR_STOP=1 --pset=pager=off <<'SQL'
+\set QUIET on
+CREATE EXTENSION paperclip_runtime;
+\echo '-- a company, an agent and two runs'
+INSERT INTO paperclip.companies (id, name) VALUES ('11111111-1111-1111-1111-111111111111', 'Acme');
+INSERT INTO paperclip.agents (id, company_id, name) VALUES
+  ('22222222-2222-2222-2222-222222222222', '11111111-1111-1111-1111-111111111111', 'builder');
+INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
+  ('33333333-3333-3333-3333-333333333301', '11111111-1111-1111-1111-111111111111', '22222222-2222-2222-2222-222222222222', 'running'),
+  ('33333333-3333-3333-3333-333333333302', '11111111-1111-1111-1111-111111111111', '22222222-2222-2222-2222-222222222222', 'running');
+
+\echo '-- the company''s local environment (created on first use)'
+SELECT id, name, driver, status, metadata FROM paperclip.ensure_local_environment('11111111-1111-1111-1111-111111111111');
+
+\echo '-- a reusable fake sandbox (config is validated and normalised on insert)'
+INSERT INTO paperclip.environments (id, company_id, name, driver, config)
+VALUES ('44444444-4444-4444-4444-444444444444', '11111111-1111-1111-1111-111111111111', 'sandbox', 'sandbox',
+        '{"image": "  debian:12 ", "reuseLease": true}')
+RETURNING name, driver, config;
+
+\echo '-- run 1 acquires the local environment and the sandbox'
+SELECT provider, provider_lease_id, status, lease_policy, fence, metadata
+  FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
+         (SELECT id FROM paperclip.environments WHERE driver = 'local'),
+         '33333333-3333-3333-3333-333333333301', execution_workspace_mode => 'shared');
+SELECT provider, provider_lease_id, status, lease_policy, fence, metadata
+  FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
+         '44444444-4444-4444-4444-444444444444', '33333333-3333-3333-3333-333333333301');
+
+\echo '-- run 2 wants the same sandbox while run 1 holds it (55P03)'
+\set ON_ERROR_STOP off
+SELECT * FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
+         '44444444-4444-4444-4444-444444444444', '33333333-3333-3333-3333-333333333302');
+\set ON_ERROR_STOP on
+
+\echo '-- run 1 succeeds: its leases are released in the same transaction'
+UPDATE paperclip.heartbeat_runs SET status = 'succeeded', finished_at = now()
+ WHERE id = '33333333-3333-3333-3333-333333333301';
+SELECT provider, status, released_at IS NOT NULL AS released, cleanup_status FROM paperclip.environment_leases ORDER BY fence;
+
+\echo '-- now run 2 gets the sandbox, resumed'
+SELECT provider_lease_id, status, metadata->'resumedLease' AS resumed
+  FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
+         '44444444-4444-4444-4444-444444444444', '33333333-3333-3333-3333-333333333302');
+
+\echo '-- run 2 fails: its lease ends failed with the run''s error'
+UPDATE paperclip.heartbeat_runs SET status = 'failed', error = 'tests failed' WHERE id = '33333333-3333-3333-3333-333333333302';
+SELECT heartbeat_run_id, provider, status, failure_reason, fence FROM paperclip.environment_leases ORDER BY fence;
+SQL
+
+cat <<END
+
+== the cluster is running
+connect:  psql -h 127.0.0.1 -p $PORT -U postgres paperclip
+stop:     $( [ "$(id -u)" -eq 0 ] && echo "runuser -u postgres -- " )$PCR_PGBIN/pg_ctl -D $DEMO/data stop
+END

@@ -1,0 +1,94 @@
+\set ECHO none
+\i test/setup.sql
+BEGIN;
+\i test/fixtures/seed.sql
+SELECT plan(23);
+
+CREATE TEMP TABLE held AS
+  SELECT r.id AS run_id, (paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
+                                                      '00000000-0000-0000-0000-0000000000e2', r.id)).id AS lease_id
+    FROM paperclip.heartbeat_runs r WHERE r.company_id = '00000000-0000-0000-0000-0000000000c1';
+SELECT is((SELECT count(*)::int FROM held), 4, 'four runs hold a fake lease each');
+
+-- a run entering a terminal status releases its leases in the same transaction
+UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '00000000-0000-0000-0000-0000000000f1';
+SELECT is((SELECT status FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000000f1'),
+          'released', 'succeeded → lease released');
+UPDATE paperclip.heartbeat_runs SET status = 'failed', error = 'agent crashed', error_code = 'E_CRASH'
+ WHERE id = '00000000-0000-0000-0000-0000000000f2';
+SELECT is((SELECT (status, failure_reason)::text FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000000f2'),
+          '(failed,"agent crashed")', 'failed → lease failed with the run''s error');
+UPDATE paperclip.heartbeat_runs SET status = 'timed_out', error_code = 'E_TIMEOUT' WHERE id = '00000000-0000-0000-0000-0000000000f3';
+SELECT is((SELECT (status, failure_reason)::text FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000000f3'),
+          '(failed,E_TIMEOUT)', 'timed_out → lease failed with the run''s error_code');
+UPDATE paperclip.heartbeat_runs SET status = 'cancelled' WHERE id = '00000000-0000-0000-0000-0000000000f4';
+SELECT is((SELECT status FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000000f4'),
+          'released', 'cancelled → lease released');
+SELECT ok((SELECT bool_and(released_at = now()) FROM paperclip.environment_leases), 'released_at set by the trigger');
+SELECT is((SELECT count(*)::int FROM paperclip.environment_leases WHERE status = 'active'), 0, 'no active lease left');
+
+-- terminal leases never become active again; fences never change; active leases are never deleted
+SELECT throws_ok($$UPDATE paperclip.environment_leases SET status = 'active' WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000000f1'$$,
+                 '55000', NULL, 'released → active refused');
+SELECT throws_ok($$UPDATE paperclip.environment_leases SET status = 'active', released_at = NULL WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000000f2'$$,
+                 '55000', NULL, 'failed → active refused');
+
+-- new runs for the rest of the tests
+INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
+  ('00000000-0000-0000-0000-0000000001f1', '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1', 'running'),
+  ('00000000-0000-0000-0000-0000000001f2', '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1', 'running'),
+  ('00000000-0000-0000-0000-0000000001f3', '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1', 'running');
+SELECT lives_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-0000000001f1')$$,
+                'run 1f1 acquires the local environment');
+SELECT throws_ok($$UPDATE paperclip.environment_leases SET fence = fence + 1 WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f1'$$,
+                 '55000', NULL, 'a fence cannot change');
+SELECT throws_ok($$DELETE FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f1'$$,
+                 '55000', NULL, 'an active lease cannot be deleted');
+SELECT throws_ok($$INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, status)
+                   VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-0000000001f1', 'active')$$,
+                 '23505', NULL, 'a second active lease of the same run and environment is refused by the database');
+SELECT throws_ok($$INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id)
+                   VALUES ('00000000-0000-0000-0000-0000000000c2', '00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-0000000001f2')$$,
+                 '23503', NULL, 'a lease cannot point at another company''s environment');
+
+-- any other update of a non-terminal run renews its leases
+UPDATE paperclip.environment_leases SET expires_at = now() - interval '5 minutes', last_used_at = now() - interval '1 hour'
+ WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f1';
+UPDATE paperclip.heartbeat_runs SET context_snapshot = '{"step": 2}' WHERE id = '00000000-0000-0000-0000-0000000001f1';
+SELECT ok((SELECT expires_at = now() + interval '6 hours' AND last_used_at = now() FROM paperclip.environment_leases
+            WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f1'),
+          'an update of a running run renews its lease');
+
+-- retain_on_failure: a failed release becomes retained
+INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, lease_policy, provider)
+VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e2', '00000000-0000-0000-0000-0000000001f2', 'retain_on_failure', 'fake');
+UPDATE paperclip.heartbeat_runs SET status = 'failed', error = 'tests failed' WHERE id = '00000000-0000-0000-0000-0000000001f2';
+SELECT is((SELECT (status, failure_reason)::text FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f2'),
+          '(retained,"tests failed")', 'retain_on_failure + failed → retained');
+
+-- deleting an environment with active leases is refused
+SELECT throws_ok($$DELETE FROM paperclip.environments WHERE id = '00000000-0000-0000-0000-0000000000e1'$$,
+                 '55000', 'environment "local one" has 1 active lease', 'deleting an environment with an active lease → 55000');
+SELECT is((SELECT count(*)::int FROM paperclip.environments WHERE id = '00000000-0000-0000-0000-0000000000e1'), 1,
+          'the environment is still there');
+SELECT throws_ok($$DELETE FROM paperclip.companies WHERE id = '00000000-0000-0000-0000-0000000000c1'$$,
+                 '55000', NULL, 'deleting a company with active leases is refused too');
+
+-- deleting a run releases its active leases first
+DELETE FROM paperclip.heartbeat_runs WHERE id = '00000000-0000-0000-0000-0000000001f1';
+SELECT is((SELECT (status, heartbeat_run_id IS NULL, released_at = now())::text FROM paperclip.environment_leases
+            WHERE environment_id = '00000000-0000-0000-0000-0000000000e1'),
+          '(released,t,t)', 'deleting a run released its lease and kept the history');
+SELECT lives_ok($$DELETE FROM paperclip.environments WHERE id = '00000000-0000-0000-0000-0000000000e1'$$,
+                'an environment without active leases can be deleted');
+
+-- the lease's driver is the one recorded at acquire time
+SELECT lives_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f3')$$,
+                'run 1f3 acquires the reusable fake sandbox');
+UPDATE paperclip.environments SET driver = 'local', config = '{}' WHERE id = '00000000-0000-0000-0000-0000000000e3';
+SELECT results_eq($$SELECT provider, metadata->>'driver', status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000001f3')$$,
+                  $$VALUES ('fake'::text, 'sandbox'::text, 'released'::text)$$,
+                  'release after the environment changed driver uses the lease''s own driver');
+
+SELECT * FROM finish();
+ROLLBACK;
