@@ -23,6 +23,7 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -36,6 +37,41 @@ paperclip_relid(Oid nsp, const char *name)
 	if (!OidIsValid(relid))
 		elog(ERROR, "relation paperclip.%s does not exist", name);
 	return relid;
+}
+
+/*
+ * The version table and its (secret_id, version) index, looked up by name
+ * once per backend and forgotten on any relcache invalidation of either (a
+ * DROP EXTENSION, a REINDEX, ...).
+ */
+static Oid	versions_relid = InvalidOid;
+static Oid	versions_indexid = InvalidOid;
+static bool inval_callback_registered = false;
+
+static void
+forget_versions_oids(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == versions_relid || relid == versions_indexid)
+		versions_relid = versions_indexid = InvalidOid;
+}
+
+static void
+versions_oids(Oid *relid, Oid *indexid)
+{
+	if (!OidIsValid(versions_relid) || !OidIsValid(versions_indexid))
+	{
+		Oid			nsp = get_namespace_oid("paperclip", false);
+
+		if (!inval_callback_registered)
+		{
+			CacheRegisterRelcacheCallback(forget_versions_oids, (Datum) 0);
+			inval_callback_registered = true;
+		}
+		versions_relid = paperclip_relid(nsp, "company_secret_versions");
+		versions_indexid = paperclip_relid(nsp, "company_secret_versions_secret_id_version_key");
+	}
+	*relid = versions_relid;
+	*indexid = versions_indexid;
 }
 
 static AttrNumber
@@ -90,7 +126,7 @@ char *
 PcrSecretName(const pg_uuid_t *secret_id)
 {
 	Oid			nsp = get_namespace_oid("paperclip", false);
-	Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	Snapshot	snapshot = RegisterSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
 	pg_uuid_t	company;
 	char	   *name = NULL;
 
@@ -103,8 +139,10 @@ PcrSecretName(const pg_uuid_t *secret_id)
 void
 PcrSecretLookup(const pg_uuid_t *secret_id, int32 version, PcrSecretVersionRow *out)
 {
-	Oid			nsp = get_namespace_oid("paperclip", false);
 	Snapshot	snapshot;
+	bool		registered = false;
+	Oid			relid;
+	Oid			indexid;
 	Relation	heap;
 	Relation	index;
 	IndexScanDesc scan;
@@ -115,18 +153,23 @@ PcrSecretLookup(const pg_uuid_t *secret_id, int32 version, PcrSecretVersionRow *
 
 	memset(out, 0, sizeof(*out));
 
-	/* like a VOLATILE function's SPI query: see this transaction's earlier commands */
-	CommandCounterIncrement();
-	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	/* the statement's snapshot, as a query of the caller would see it */
+	if (ActiveSnapshotSet())
+		snapshot = GetActiveSnapshot();
+	else
+	{
+		snapshot = RegisterSnapshot(GetTransactionSnapshot());
+		registered = true;
+	}
 
 	/*
 	 * The version first: the happy path needs only this one index scan
 	 * (versions carry company_id).  Only when no version matched is the
 	 * secret itself looked up, to tell "no such secret" from "no such version".
 	 */
-	heap = table_open(paperclip_relid(nsp, "company_secret_versions"), AccessShareLock);
-	index = index_open(paperclip_relid(nsp, "company_secret_versions_secret_id_version_key"),
-					   AccessShareLock);
+	versions_oids(&relid, &indexid);
+	heap = table_open(relid, AccessShareLock);
+	index = index_open(indexid, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(secret_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(version));
@@ -155,6 +198,8 @@ PcrSecretLookup(const pg_uuid_t *secret_id, int32 version, PcrSecretVersionRow *
 	table_close(heap, NoLock);
 
 	if (!out->version_found)
-		out->secret_found = lookup_secret(nsp, snapshot, secret_id, &out->company_id, &out->name);
-	UnregisterSnapshot(snapshot);
+		out->secret_found = lookup_secret(get_namespace_oid("paperclip", false), snapshot,
+										  secret_id, &out->company_id, &out->name);
+	if (registered)
+		UnregisterSnapshot(snapshot);
 }
