@@ -48,11 +48,25 @@ static Oid	versions_relid = InvalidOid;
 static Oid	versions_indexid = InvalidOid;
 static bool inval_callback_registered = false;
 
+/* and the attribute numbers of the columns read, found when first opened */
+static struct
+{
+	bool		valid;
+	AttrNumber	company_id;
+	AttrNumber	version;
+	AttrNumber	revoked_at;
+	AttrNumber	key_id;
+	AttrNumber	material;
+}			vatt;
+
 static void
 forget_versions_oids(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == versions_relid || relid == versions_indexid)
+	{
 		versions_relid = versions_indexid = InvalidOid;
+		vatt.valid = false;
+	}
 }
 
 static void
@@ -84,12 +98,25 @@ column(Relation rel, const char *name)
 	return (AttrNumber) attno;
 }
 
+static void
+versions_attnums(Relation heap)
+{
+	if (vatt.valid)
+		return;
+	vatt.company_id = column(heap, "company_id");
+	vatt.version = column(heap, "version");
+	vatt.revoked_at = column(heap, "revoked_at");
+	vatt.key_id = column(heap, "key_id");
+	vatt.material = column(heap, "material");
+	vatt.valid = true;
+}
+
 static bool
-revoked_is_null(TupleTableSlot *slot, Relation heap)
+revoked_is_null(TupleTableSlot *slot)
 {
 	bool		isnull;
 
-	(void) slot_getattr(slot, column(heap, "revoked_at"), &isnull);
+	(void) slot_getattr(slot, vatt.revoked_at, &isnull);
 	return isnull;
 }
 
@@ -170,6 +197,7 @@ PcrSecretLookup(const pg_uuid_t *secret_id, int32 version, PcrSecretVersionRow *
 	versions_oids(&relid, &indexid);
 	heap = table_open(relid, AccessShareLock);
 	index = index_open(indexid, AccessShareLock);
+	versions_attnums(heap);
 	slot = table_slot_create(heap, NULL);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(secret_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(version));
@@ -178,17 +206,17 @@ PcrSecretLookup(const pg_uuid_t *secret_id, int32 version, PcrSecretVersionRow *
 	/* "latest": walk down from the highest version to the first one not revoked */
 	while (index_getnext_slot(scan, version == 0 ? BackwardScanDirection : ForwardScanDirection, slot))
 	{
-		if (version == 0 && !revoked_is_null(slot, heap))
+		if (version == 0 && !revoked_is_null(slot))
 			continue;
 		out->secret_found = true;
 		out->version_found = true;
-		d = slot_getattr(slot, column(heap, "company_id"), &isnull);
+		d = slot_getattr(slot, vatt.company_id, &isnull);
 		memcpy(&out->company_id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-		out->version = DatumGetInt32(slot_getattr(slot, column(heap, "version"), &isnull));
-		out->revoked = !revoked_is_null(slot, heap);
-		d = slot_getattr(slot, column(heap, "key_id"), &isnull);
+		out->version = DatumGetInt32(slot_getattr(slot, vatt.version, &isnull));
+		out->revoked = !revoked_is_null(slot);
+		d = slot_getattr(slot, vatt.key_id, &isnull);
 		out->key_id = isnull ? NULL : TextDatumGetCString(d);
-		d = slot_getattr(slot, column(heap, "material"), &isnull);
+		d = slot_getattr(slot, vatt.material, &isnull);
 		out->material = isnull ? NULL : DatumGetJsonbPCopy(d);
 		break;
 	}
