@@ -14,11 +14,9 @@
 #include "driver.h"
 
 #include "access/genam.h"
-#include "access/relscan.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
