@@ -17,6 +17,7 @@ OBJS = \
 	src/secret_lookup.o \
 	src/secret.o \
 	src/triggers.o \
+	src/lease_lookup.o \
 	src/lease.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql

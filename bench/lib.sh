@@ -53,3 +53,37 @@ bench_compare() {
   printf 'RATIO %s, %d client(s), throughput ours/baseline: %.2f\n' "$label" "$clients" "$(echo "$ot / $bt" | bc -l)"
   printf 'RATIO %s, %d client(s), server CPU per tx baseline/ours: %.2f\n' "$label" "$clients" "$(echo "$bc / $oc" | bc -l)"
 }
+
+# bench_instructions <label> <ours.sql> <baseline.sql> [transactions]
+# Restarts the cluster under valgrind (callgrind), runs each script for a
+# fixed number of transactions on one connection, and compares the
+# instructions its backend executed per transaction: a deterministic figure
+# that other jobs on the machine cannot disturb.  Restarts the cluster
+# normally afterwards.
+bench_instructions() {
+  local label=$1 ours=$2 base=$3 n=${4:-600} dir w f best pid
+  command -v valgrind >/dev/null || { echo "valgrind missing: no instruction count for $label"; return 0; }
+  dir=$(mktemp -d "$BENCH_WORK/cg.XXXXXX"); chmod 777 "$dir"
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$PCR_DATA" -m fast -w stop >/dev/null
+  pcr_as_pg bash -c "valgrind --tool=callgrind --trace-children=yes --callgrind-out-file='$dir/cg.%p' \
+      '$PCR_PGBIN/postgres' -D '$PCR_DATA' >'$dir/server.log' 2>&1 &"
+  for _ in $(seq 1 120); do psql -XAtq -c "SELECT 1" >/dev/null 2>&1 && break; sleep 1; done
+  declare -A ir
+  for w in base ours; do
+    f=$base; [ "$w" = ours ] && f=$ours
+    pid=$(psql -XAtq -c "SELECT 1" >/dev/null; echo)
+    pgbench -n -M prepared -c 1 -j 1 -t "$n" -f "$f" >"$dir/$w.pgbench" 2>&1
+    sleep 3
+    # the backend that served pgbench is the callgrind output with the most instructions written since
+    best=$(for c in $(find "$dir" -name 'cg.*' -newer "$dir/$w.pgbench" -o -name 'cg.*' -newer "$dir/server.log" 2>/dev/null | sort -u); do
+             echo "$(awk '/^summary:/ {print $2}' "$c") $c"; done | sort -n | tail -n 1 | cut -d' ' -f2)
+    ir[$w]=$(awk '/^summary:/ {print $2}' "$best")
+    mv "$best" "$dir/done.$w"
+  done
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$PCR_DATA" -m fast -w stop >/dev/null 2>&1 ||
+    pkill -f "valgrind.*$PCR_DATA" || true
+  sleep 2
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$PCR_DATA" -l "$PCR_DATA/server.log" -w start >/dev/null
+  printf '%s: backend instructions per tx: baseline %d, ours %d\n' "$label" "$((ir[base] / n))" "$((ir[ours] / n))"
+  printf 'RATIO %s, backend instructions per tx baseline/ours (callgrind): %.2f\n' "$label" "$(echo "${ir[base]} / ${ir[ours]}" | bc -l)"
+}

@@ -7,11 +7,14 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "lease_lookup.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/datum.h"
@@ -26,10 +29,6 @@ PG_FUNCTION_INFO_V1(pcr_ensure_local_environment);
  * ------------------------------------------------------------------------ */
 typedef enum PcrPlanId
 {
-	PLAN_LOOKUP,
-	PLAN_ENVIRONMENT,
-	PLAN_LOCK_ENVIRONMENT,
-	PLAN_RUN,
 	PLAN_ACTIVE_LEASE,
 	PLAN_HOLDER,
 	PLAN_INSERT_LEASE,
@@ -51,37 +50,6 @@ typedef struct PcrPlanDef
 } PcrPlanDef;
 
 static const PcrPlanDef plan_defs[PLAN_COUNT] = {
-	[PLAN_LOOKUP] = {
-		/*
-		 * One round trip for the common case: the environment, the run
-		 * (locked FOR SHARE: a concurrent status change waits for this
-		 * acquire, so its trigger sees the lease) and any active lease of
-		 * the run on the environment.  No row: PLAN_ENVIRONMENT and PLAN_RUN
-		 * tell which object is missing.
-		 */
-		"SELECT e.name AS env_name, e.status AS env_status, e.driver AS env_driver, "
-		"       e.config AS env_config, r.status AS run_status, l.id AS lease_id "
-		"  FROM paperclip.environments AS e "
-		"  JOIN paperclip.heartbeat_runs AS r ON r.id = $3 AND r.company_id = $2 "
-		"  LEFT JOIN paperclip.environment_leases AS l "
-		"         ON l.heartbeat_run_id = $3 AND l.environment_id = $1 AND l.status = 'active' "
-		" WHERE e.id = $1 AND e.company_id = $2 "
-		"   FOR SHARE OF r",
-		3, {UUIDOID, UUIDOID, UUIDOID}
-	},
-	[PLAN_ENVIRONMENT] = {
-		"SELECT name, status, driver, config FROM paperclip.environments "
-		" WHERE id = $1 AND company_id = $2",
-		2, {UUIDOID, UUIDOID}
-	},
-	[PLAN_LOCK_ENVIRONMENT] = {
-		"SELECT 1 FROM paperclip.environments WHERE id = $1 FOR NO KEY UPDATE",
-		1, {UUIDOID}
-	},
-	[PLAN_RUN] = {
-		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2",
-		2, {UUIDOID, UUIDOID}
-	},
 	[PLAN_ACTIVE_LEASE] = {
 		"SELECT l FROM paperclip.environment_leases AS l "
 		" WHERE heartbeat_run_id = $1 AND environment_id = $2 AND status = 'active'",
@@ -242,32 +210,31 @@ put_row(ReturnSetInfo *rsinfo, Datum row)
  * acquire_run_lease
  * ------------------------------------------------------------------------ */
 
-/* The lookup found nothing: say which of the environment and the run is missing. */
-static void
-report_missing(const PcrLeaseRequest *req)
-{
-	Datum		values[2];
+/*
+ * Serialise the acquirers of one reusable environment until commit, so that
+ * "who holds it" is checked and written by one transaction at a time.  A
+ * transaction-scoped lock of the advisory kind, in a key space of its own
+ * (field4 = PCR_LOCK_REUSE: pg_advisory_* use 1 and 2), needs no privilege
+ * on the environment row; two environments hashing alike only wait for each
+ * other.
+ */
+#define PCR_LOCK_REUSE 0x5043
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
-	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("environment %s does not exist in company %s",
-						PcrUuidToCString(&req->environment_id), PcrUuidToCString(&req->company_id))));
-	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
-	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("heartbeat run %s does not exist in company %s",
-						PcrUuidToCString(&req->heartbeat_run_id), PcrUuidToCString(&req->company_id))));
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("could not acquire a lease on environment %s due to a concurrent change",
-					PcrUuidToCString(&req->environment_id)),
-			 errhint("Retry the transaction.")));
+static void
+lock_environment_for_reuse(const pg_uuid_t *environment_id)
+{
+	LOCKTAG		tag;
+	uint32		k1,
+				k2;
+
+	memcpy(&k1, environment_id->data, sizeof(k1));
+	memcpy(&k2, environment_id->data + 4, sizeof(k2));
+	k1 ^= ((uint32) environment_id->data[8] << 24) | ((uint32) environment_id->data[9] << 16) |
+		((uint32) environment_id->data[10] << 8) | environment_id->data[11];
+	k2 ^= ((uint32) environment_id->data[12] << 24) | ((uint32) environment_id->data[13] << 16) |
+		((uint32) environment_id->data[14] << 8) | environment_id->data[15];
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, k1, k2, PCR_LOCK_REUSE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 Datum
@@ -278,10 +245,7 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	PcrLeaseGrant grant = {0};
 	const PcrDriver *driver;
 	const char *policy;
-	char	   *env_status;
-	char	   *driver_name;
-	char	   *run_status;
-	Jsonb	   *stored_config;
+	PcrAcquireLookup lk;
 	bool		isnull;
 	Datum		values[10];
 	char		nulls[10];
@@ -300,42 +264,42 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	values[0] = UUIDPGetDatum(&req.environment_id);
-	values[1] = UUIDPGetDatum(&req.company_id);
-	values[2] = UUIDPGetDatum(&req.heartbeat_run_id);
-	run_plan(PLAN_LOOKUP, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		report_missing(&req);
+	PcrLookupForAcquire(&req, &lk);
+	if (!lk.found_environment)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req.environment_id), PcrUuidToCString(&req.company_id))));
 
 	/* the environment: active */
-	req.environment_name = spi_text(0, 1);
-	env_status = spi_text(0, 2);
-	driver_name = spi_text(0, 3);
-	stored_config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-	if (strcmp(env_status, "active") != 0)
+	req.environment_name = lk.environment_name;
+	if (strcmp(lk.environment_status, "active") != 0)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
 				 errmsg("environment \"%s\" is not active", req.environment_name),
-				 errdetail("The environment is %s.", env_status)));
+				 errdetail("The environment is %s.", lk.environment_status)));
 
-	/* the run: not terminal */
-	run_status = spi_text(0, 5);
-	if (PcrRunStatusIsTerminal(run_status))
+	/* the run: exists, not terminal */
+	if (!lk.found_run)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("heartbeat run %s does not exist in company %s",
+						PcrUuidToCString(&req.heartbeat_run_id), PcrUuidToCString(&req.company_id))));
+	if (PcrRunStatusIsTerminal(lk.run_status))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("heartbeat run %s is %s", PcrUuidToCString(&req.heartbeat_run_id), run_status),
+				 errmsg("heartbeat run %s is %s", PcrUuidToCString(&req.heartbeat_run_id), lk.run_status),
 				 errdetail("A run in a terminal status cannot acquire leases.")));
 
 	/* the stored config, checked again: a bad row must not reach a driver */
-	driver = PcrDriverByName(driver_name);
+	driver = PcrDriverByName(lk.driver_name);
 	if (driver == NULL)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
-				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, driver_name)));
+				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, lk.driver_name)));
 
 	/* idempotent: an active lease of this run on this environment is returned as it is */
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
-	if (!isnull)
+	if (lk.has_active_lease)
 	{
 		values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
 		values[1] = UUIDPGetDatum(&req.environment_id);
@@ -346,7 +310,7 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
-	req.config = driver->validate(stored_config);
+	req.config = driver->validate(lk.config);
 
 	driver->check_available(req.config);
 	policy = driver->lease_policy(req.config);
@@ -354,8 +318,8 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	/* a reusable environment is held by one run at a time */
 	if (strcmp(policy, "reuse_by_environment") == 0)
 	{
+		lock_environment_for_reuse(&req.environment_id);
 		values[0] = UUIDPGetDatum(&req.environment_id);
-		run_plan(PLAN_LOCK_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
 		values[1] = UUIDPGetDatum(&req.heartbeat_run_id);
 		run_plan(PLAN_HOLDER, values, NULL, false, 1, SPI_OK_SELECT);
 		if (SPI_processed > 0)

@@ -18,7 +18,9 @@ SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, '00000000
   FROM generate_series(1, 9000) i;
 SQL
 
+. test/lib/cluster.sh
 . bench/lib.sh
 for clients in 1 8; do
   bench_compare "leases acquire+release" bench/leases/ours.sql bench/leases/baseline.sql "$clients" 3
 done
+bench_instructions "leases acquire+release" bench/leases/ours.sql bench/leases/baseline.sql 600
