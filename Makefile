@@ -12,6 +12,10 @@ OBJS = \
 	src/driver_sandbox.o \
 	src/provider_fake.o \
 	src/secret_ref.o \
+	src/master_key.o \
+	src/secret_crypto.o \
+	src/secret_lookup.o \
+	src/secret.o \
 	src/triggers.o \
 	src/lease_lookup.o \
 	src/lease.o \

@@ -269,6 +269,49 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.reconciler_wake() IS
     'ask the reconciler for a pass when this transaction commits; false when no reconciler runs';
 
+-- secrets (SPEC §5): callers need no access to the secret tables; the C code
+-- checks the session's company like the RLS policies do
+CREATE FUNCTION paperclip.secret_create(company_id uuid, name text, value text, description text DEFAULT NULL)
+RETURNS paperclip.company_secrets
+AS 'MODULE_PATHNAME', 'pcr_secret_create'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION paperclip.secret_create(uuid, text, text, text) IS
+    'create a secret with its value encrypted as version 1 (provider local_encrypted)';
+
+CREATE FUNCTION paperclip.secret_rotate(secret_id uuid, value text)
+RETURNS paperclip.company_secrets
+AS 'MODULE_PATHNAME', 'pcr_secret_rotate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION paperclip.secret_rotate(uuid, text) IS
+    'store a new value as version latest_version + 1 (concurrent rotations get consecutive versions)';
+
+CREATE FUNCTION paperclip.secret_revoke(secret_id uuid, version integer)
+RETURNS paperclip.company_secrets
+AS 'MODULE_PATHNAME', 'pcr_secret_revoke'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION paperclip.secret_revoke(uuid, integer) IS
+    'revoke one version of a secret: it no longer resolves, and "latest" skips it';
+
+-- not SECURITY DEFINER: it runs no SQL (index scans in C, for speed), so it
+-- depends on no search_path; EXECUTE is the gate, then the company check
+CREATE FUNCTION paperclip.secret_resolve(company_id uuid, secret_ref jsonb)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pcr_secret_resolve'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.secret_resolve(uuid, jsonb) IS
+    'decrypt the value a secret_ref names ("latest" = latest version not revoked)';
+
+CREATE FUNCTION paperclip.secret_reencrypt_all()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'pcr_secret_reencrypt_all'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION paperclip.secret_reencrypt_all() IS
+    're-encrypt every secret version not under the current master key; returns how many (superuser only)';
+
 -- trigger functions
 CREATE FUNCTION paperclip.environments_config_trigger() RETURNS trigger
 AS 'MODULE_PATHNAME', 'pcr_environments_config_trigger' LANGUAGE C;
@@ -390,7 +433,17 @@ TO paperclip_agent;
 GRANT SELECT, INSERT, UPDATE, DELETE ON paperclip.environments TO paperclip_admin;
 GRANT SELECT ON paperclip.companies, paperclip.agents, paperclip.heartbeat_runs,
                 paperclip.environment_leases TO paperclip_admin;
-GRANT SELECT, INSERT, UPDATE, DELETE ON paperclip.company_secrets TO paperclip_admin;
+-- secrets: values only through the secret_* functions; the material column stays unreadable
+GRANT SELECT, DELETE ON paperclip.company_secrets TO paperclip_admin;
+GRANT UPDATE (name, description) ON paperclip.company_secrets TO paperclip_admin;
+GRANT SELECT (id, company_id, secret_id, version, value_fingerprint, key_id, created_at, revoked_at)
+    ON paperclip.company_secret_versions TO paperclip_admin;
+GRANT EXECUTE ON FUNCTION
+    paperclip.secret_create(uuid, text, text, text),
+    paperclip.secret_rotate(uuid, text),
+    paperclip.secret_revoke(uuid, integer),
+    paperclip.secret_resolve(uuid, jsonb)
+TO paperclip_admin;
 GRANT EXECUTE ON FUNCTION
     paperclip.ensure_local_environment(uuid),
     paperclip.validate_environment_config(text, jsonb),

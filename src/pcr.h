@@ -43,6 +43,9 @@
 #define PCR_ERRCODE_HELD             ERRCODE_LOCK_NOT_AVAILABLE         /* 55P03 */
 #define PCR_ERRCODE_UNSUPPORTED      ERRCODE_FEATURE_NOT_SUPPORTED      /* 0A000 */
 #define PCR_ERRCODE_TRANSPORT        ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION /* 08001 */
+#define PCR_ERRCODE_FORBIDDEN        ERRCODE_INSUFFICIENT_PRIVILEGE     /* 42501 */
+#define PCR_ERRCODE_DUPLICATE        ERRCODE_UNIQUE_VIOLATION           /* 23505 */
+#define PCR_ERRCODE_UNDECRYPTABLE    ERRCODE_DATA_CORRUPTED             /* XX001 */
 
 /* ------------------------------------------------------------------------
  * GUCs (init.c)
