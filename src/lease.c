@@ -79,7 +79,7 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"       released_at = now(), last_used_at = now(), updated_at = now(), "
 		"       failure_reason = $3, cleanup_status = NULL "
 		" WHERE heartbeat_run_id = $1 AND status = 'active' "
-		"RETURNING l, l.id, l.provider, l.metadata",
+		"RETURNING l, l.id, l.provider, l.metadata, l.status",
 		3, {UUIDOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_MARK_CLEANUP] = {
@@ -441,8 +441,14 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 		char	   *provider_name = isnull ? NULL : TextDatumGetCString(provider);
 		Datum		metadata = SPI_getbinval(tup, desc, 4, &isnull);
 
-		/* side effects (destroying a sandbox, ...) are done after commit by a worker */
-		if (lease_needs_cleanup(provider_name, isnull ? NULL : DatumGetJsonbP(metadata)))
+		Jsonb	   *md = isnull ? NULL : DatumGetJsonbP(metadata);
+		char	   *new_status = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
+
+		/*
+		 * Side effects (destroying a sandbox, ...) are done after commit by a
+		 * worker; a retained lease keeps its resource, so it has none.
+		 */
+		if (strcmp(new_status, "retained") != 0 && lease_needs_cleanup(provider_name, md))
 		{
 			Datum		id = SPI_getbinval(tup, desc, 2, &isnull);
 
