@@ -14,9 +14,14 @@ OBJS = \
 	src/secret_ref.o \
 	src/master_key.o \
 	src/secret_crypto.o \
+	src/secret_lookup.o \
 	src/secret.o \
 	src/triggers.o \
+	src/lease_lookup.o \
 	src/lease.o \
+	src/reconciler.o \
+	src/reconcile_pass.o \
+	src/reconcile_steps.o \
 	src/worker.o \
 	src/ssh_client.o \
 	src/probe.o

@@ -27,7 +27,7 @@ trap cleanup EXIT
 pcr_cluster_init "$DATA" "$PORT" "paperclip.database = 'pcr_bench'" "fsync = on" "synchronous_commit = on" \
   "shared_buffers = 256MB" "max_connections = 100" || exit 1
 pcr_cluster_start "$DATA" || exit 1
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=pcr_bench BENCH_SECONDS=${BENCH_SECONDS:-10} BENCH_WORK=$WORK
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=pcr_bench BENCH_SECONDS=${BENCH_SECONDS:-10} BENCH_WORK=$WORK PCR_DATA=$DATA
 psql -XAtq -d postgres -c "CREATE DATABASE pcr_bench" >/dev/null
 psql -XAtq -c "CREATE EXTENSION paperclip_runtime" >/dev/null
 

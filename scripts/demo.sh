@@ -4,8 +4,9 @@
 # On a fresh Debian 12 machine, as root (or as a user who can run initdb):
 # installs what is needed, builds and installs paperclip_runtime, starts a
 # throw-away PostgreSQL 15 cluster on 127.0.0.1 with the extension preloaded,
-# and walks through a lease lifecycle on the local and fake-sandbox drivers,
-# printing the rows.  The cluster keeps running so you can connect; the last
+# and walks through a lease lifecycle on the local and fake-sandbox drivers
+# and a company secret (its master key made by scripts/pcr-keygen), printing
+# the rows.  The cluster keeps running so you can connect; the last
 # lines say how to connect and how to stop it.
 #
 #   PCR_DEMO_DIR   where the cluster lives (default /tmp/paperclip-demo; wiped first)
@@ -29,8 +30,12 @@ mkdir -p "$DEMO"
 chmod 755 "$DEMO"
 PORT=${PCR_DEMO_PORT:-$(pcr_free_port)}
 
+echo "== creating the secrets master key with scripts/pcr-keygen (mode 0600, never made at start-up)"
+scripts/pcr-keygen "$DEMO/master.key"
+
 echo "== starting a throw-away cluster in $DEMO/data on 127.0.0.1:$PORT"
-pcr_cluster_init "$DEMO/data" "$PORT" "paperclip.database = 'paperclip'"
+pcr_cluster_init "$DEMO/data" "$PORT" "paperclip.database = 'paperclip'" \
+  "paperclip.master_key_file = '$DEMO/master.key'"
 pcr_cluster_start "$DEMO/data"
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 psql -XAtq -d postgres -c "CREATE DATABASE paperclip" >/dev/null
@@ -84,6 +89,16 @@ SELECT provider_lease_id, status, metadata->'resumedLease' AS resumed
 \echo '-- run 2 fails: its lease ends failed with the run''s error'
 UPDATE paperclip.heartbeat_runs SET status = 'failed', error = 'tests failed' WHERE id = '33333333-3333-3333-3333-333333333302';
 SELECT heartbeat_run_id, provider, status, failure_reason, fence FROM paperclip.environment_leases ORDER BY fence;
+
+\echo '-- a company secret: encrypted before it is stored, rotated, resolved by reference'
+SELECT name, latest_version FROM paperclip.secret_create('11111111-1111-1111-1111-111111111111', 'deploy-token', 'tok-v1');
+SELECT name, latest_version FROM paperclip.secret_rotate(
+         (SELECT id FROM paperclip.company_secrets WHERE name = 'deploy-token'), 'tok-v2');
+SELECT version, key_id, material->>'alg' AS alg, length(material->>'ciphertext') AS ciphertext_chars
+  FROM paperclip.company_secret_versions ORDER BY version;
+SELECT paperclip.secret_resolve('11111111-1111-1111-1111-111111111111',
+         jsonb_build_object('type', 'secret_ref', 'secretId', id, 'version', 'latest')) AS latest
+  FROM paperclip.company_secrets WHERE name = 'deploy-token';
 SQL
 
 cat <<END

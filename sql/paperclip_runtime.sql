@@ -239,8 +239,45 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.environment_probe(uuid) IS
     'check that an environment can be used (ssh: connect, verify the host key and the workspace); returns {ok, driver, summary, details}, failures are reported, not raised';
 
--- secrets (SPEC §5): SECURITY DEFINER so that callers need no access to the
--- secret tables; the C code checks the caller's company like the RLS policies
+-- the background reconciler (SPEC §6)
+CREATE FUNCTION paperclip.reconciler_status(
+    OUT state text,
+    OUT pid integer,
+    OUT database text,
+    OUT connect_failures integer,
+    OUT started_at timestamptz,
+    OUT passes bigint,
+    OUT last_pass_started_at timestamptz,
+    OUT last_pass_finished_at timestamptz,
+    OUT last_pass_leases_expired bigint,
+    OUT last_pass_leases_released bigint,
+    OUT last_pass_cleanups_succeeded bigint,
+    OUT last_pass_cleanup_attempts_failed bigint,
+    OUT last_pass_cleanups_given_up bigint,
+    OUT last_pass_errors bigint,
+    OUT total_leases_expired bigint,
+    OUT total_leases_released bigint,
+    OUT total_cleanups_succeeded bigint,
+    OUT total_cleanup_attempts_failed bigint,
+    OUT total_cleanups_given_up bigint,
+    OUT total_errors bigint,
+    OUT last_error_at timestamptz,
+    OUT last_error text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pcr_reconciler_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paperclip.reconciler_status() IS
+    'state of the background reconciler and what its last pass and all passes since server start did';
+
+CREATE FUNCTION paperclip.reconciler_wake()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pcr_reconciler_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.reconciler_wake() IS
+    'ask the reconciler for a pass when this transaction commits; false when no reconciler runs';
+
+-- secrets (SPEC §5): callers need no access to the secret tables; the C code
+-- checks the session's company like the RLS policies do
 CREATE FUNCTION paperclip.secret_create(company_id uuid, name text, value text, description text DEFAULT NULL)
 RETURNS paperclip.company_secrets
 AS 'MODULE_PATHNAME', 'pcr_secret_create'
@@ -265,11 +302,12 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION paperclip.secret_revoke(uuid, integer) IS
     'revoke one version of a secret: it no longer resolves, and "latest" skips it';
 
+-- not SECURITY DEFINER: it runs no SQL (index scans in C, for speed), so it
+-- depends on no search_path; EXECUTE is the gate, then the company check
 CREATE FUNCTION paperclip.secret_resolve(company_id uuid, secret_ref jsonb)
 RETURNS text
 AS 'MODULE_PATHNAME', 'pcr_secret_resolve'
-LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.secret_resolve(uuid, jsonb) IS
     'decrypt the value a secret_ref names ("latest" = latest version not revoked)';
 
@@ -423,6 +461,10 @@ GRANT EXECUTE ON FUNCTION
     paperclip.environment_leases_guard()
 TO paperclip_admin;
 GRANT INSERT ON paperclip.environments TO paperclip_admin;
+GRANT EXECUTE ON FUNCTION
+    paperclip.reconciler_status(),
+    paperclip.reconciler_wake()
+TO paperclip_admin;
 
 ----------------------------------------------------------------------------
 -- pg_dump keeps the data of these tables
@@ -435,3 +477,8 @@ SELECT pg_catalog.pg_extension_config_dump('paperclip.environment_leases', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.environment_lease_fence_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.company_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.company_secret_versions', '');
+
+----------------------------------------------------------------------------
+-- A running reconciler starts reconciling this database once it commits
+----------------------------------------------------------------------------
+SELECT paperclip.reconciler_wake();

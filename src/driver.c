@@ -27,6 +27,20 @@ PcrDriverByName(const char *name)
 	return NULL;
 }
 
+const PcrDriver *
+PcrDriverOfLease(Jsonb *metadata, const char *provider)
+{
+	char	   *name = PcrJsonbGetText(metadata, "driver");
+
+	if (name != NULL)
+		return PcrDriverByName(name);
+	if (provider == NULL || strcmp(provider, "local") == 0)
+		return &pcr_driver_local;
+	if (strcmp(provider, "ssh") == 0)
+		return &pcr_driver_ssh;
+	return &pcr_driver_sandbox;
+}
+
 void
 PcrConfigError(const char *driver, const char *field, const char *fmt,...)
 {

@@ -11,6 +11,19 @@
 #include "pcr_provider.h"
 #include "jsonb_util.h"
 
+/*
+ * A released lease whose side effects a driver must carry out (cleanup_status
+ * 'pending'), as the reconciler hands it over after the release committed.
+ */
+typedef struct PcrLeaseCleanup
+{
+	pg_uuid_t	lease_id;
+	const char *provider;		/* environment_leases.provider, may be NULL */
+	const char *provider_lease_id;	/* may be NULL */
+	Jsonb	   *metadata;		/* the lease's metadata, may be NULL */
+	int			attempt;		/* 1 for the first try */
+} PcrLeaseCleanup;
+
 typedef struct PcrDriver
 {
 	const char *name;			/* environments.driver */
@@ -38,6 +51,18 @@ typedef struct PcrDriver
 	bool		(*release_needs_cleanup) (Jsonb *lease_metadata);
 
 	/*
+	 * Optional: carry out the release side effects of one lease (destroy a
+	 * sandbox, ...).  Called by the reconciler, outside any client
+	 * transaction, for leases with cleanup_status 'pending'.  Return true
+	 * when done (or nothing was left to do); false with *error set to a
+	 * palloc'd message (never a secret) to have it retried with backoff, up
+	 * to paperclip.cleanup_max_attempts.  An ereport(ERROR) counts as a
+	 * failed attempt too.  NULL: the driver has no side effects, so a pending
+	 * cleanup is complete at once.
+	 */
+	bool		(*cleanup) (const PcrLeaseCleanup *lease, char **error);
+
+	/*
 	 * Check that the environment can be used, without writing anything:
 	 * returns {ok, driver, summary, details}.  May raise; the caller
 	 * (environment_probe) turns an error into {ok: false, ...}.
@@ -51,6 +76,13 @@ extern const PcrDriver pcr_driver_sandbox;
 
 /* NULL when unknown */
 extern const PcrDriver *PcrDriverByName(const char *name);
+
+/*
+ * The driver a lease was acquired with: metadata.driver, or for rows written
+ * by hand without it, the driver implied by the provider column.  NULL when
+ * unknown.
+ */
+extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
 /* Shared config checks (driver.c) */
 extern void PcrConfigRequireObject(const char *driver, Jsonb *config);

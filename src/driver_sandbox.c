@@ -139,6 +139,43 @@ sandbox_release_needs_cleanup(Jsonb *lease_metadata)
 }
 
 /*
+ * Release side effects of a sandbox lease, run by the reconciler.  The
+ * provider is the one recorded on the lease; one that is not registered in
+ * this server cannot be reached, which fails the attempt (and after
+ * paperclip.cleanup_max_attempts, the cleanup) with a message naming it.
+ */
+static bool
+sandbox_cleanup(const PcrLeaseCleanup *lease, char **error)
+{
+	char	   *name = PcrJsonbGetText(lease->metadata, "provider");
+	const PcrSandboxProvider *p;
+
+	if (name == NULL && lease->provider != NULL)
+		name = pstrdup(lease->provider);
+	if (name == NULL)
+	{
+		*error = pstrdup("sandbox lease names no provider");
+		return false;
+	}
+	p = PcrSandboxProviderByName(name);
+	if (p == NULL)
+	{
+		*error = psprintf("sandbox provider \"%s\" is not registered in this server", name);
+		return false;
+	}
+	if (!p->release_needs_cleanup(lease->metadata))
+		return true;
+
+	/*
+	 * PCR_PROVIDER_ABI_VERSION 1 has no teardown entry point, so a provider
+	 * that asks for cleanup cannot be served yet: say so rather than report
+	 * a sandbox destroyed that was not.
+	 */
+	*error = psprintf("sandbox provider \"%s\" has no teardown entry point", name);
+	return false;
+}
+
+/*
  * A sandbox is usable when its provider is registered and accepts the
  * config; the provider interface has no probe of its own (ABI 1), so no
  * sandbox is created here.
@@ -171,4 +208,5 @@ const PcrDriver pcr_driver_sandbox = {
 	.acquire = sandbox_acquire,
 	.release_needs_cleanup = sandbox_release_needs_cleanup,
 	.probe = sandbox_probe,
+	.cleanup = sandbox_cleanup,
 };

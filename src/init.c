@@ -2,6 +2,7 @@
  * init.c — _PG_init: GUCs, hooks and background-worker registration
  */
 #include "pcr.h"
+#include "reconciler.h"
 #include "worker.h"
 
 #include <limits.h>
@@ -28,24 +29,25 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	pcr_preloaded = process_shared_preload_libraries_in_progress;
-
 	/*
-	 * PGC_POSTMASTER variables can only be created while preloading (else
-	 * FATAL); loaded later, by CREATE EXTENSION or a first call, there are no
-	 * workers anyway, and local and fake leases must still work (SPEC §6).
+	 * Settings that only the postmaster's workers read.  PostgreSQL refuses
+	 * (FATAL) to define a PGC_POSTMASTER setting after start-up, which is
+	 * when a library that is not preloaded gets loaded: there are no workers
+	 * then, so the settings are plain reloadable ones with no effect.
 	 */
-	if (pcr_preloaded)
-	{
-		DefineCustomStringVariable("paperclip.database",
-								   "Database the paperclip reconciler connects to.",
-								   NULL, &pcr_database, "postgres",
-								   PGC_POSTMASTER, 0, NULL, NULL, NULL);
-		DefineCustomIntVariable("paperclip.driver_workers",
-								"Number of driver workers doing network and process I/O.",
-								NULL, &pcr_driver_workers, 2, 0, 64,
-								PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	}
+	GucContext	worker_context;
+
+	pcr_preloaded = process_shared_preload_libraries_in_progress;
+	worker_context = pcr_preloaded ? PGC_POSTMASTER : PGC_SIGHUP;
+
+	DefineCustomStringVariable("paperclip.database",
+							   "Database the paperclip reconciler connects to.",
+							   NULL, &pcr_database, "postgres",
+							   worker_context, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paperclip.driver_workers",
+							"Number of driver workers doing network and process I/O.",
+							NULL, &pcr_driver_workers, 2, 0, 64,
+							worker_context, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("paperclip.master_key_file",
 							   "File holding the master key(s) that encrypt company secrets.",
 							   NULL, &pcr_master_key_file, NULL,
@@ -82,5 +84,6 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("paperclip");
 
+	PcrReconcilerInit();
 	PcrDriverWorkersInit();
 }

@@ -7,14 +7,18 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "lease_lookup.h"
+#include "reconciler.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
-#include "utils/typcache.h"
+#include "utils/datum.h"
 
 PG_FUNCTION_INFO_V1(pcr_acquire_run_lease);
 PG_FUNCTION_INFO_V1(pcr_release_run_leases);
@@ -26,10 +30,6 @@ PG_FUNCTION_INFO_V1(pcr_ensure_local_environment);
  * ------------------------------------------------------------------------ */
 typedef enum PcrPlanId
 {
-	PLAN_LOOKUP,
-	PLAN_ENVIRONMENT,
-	PLAN_LOCK_ENVIRONMENT,
-	PLAN_RUN,
 	PLAN_ACTIVE_LEASE,
 	PLAN_HOLDER,
 	PLAN_INSERT_LEASE,
@@ -51,39 +51,8 @@ typedef struct PcrPlanDef
 } PcrPlanDef;
 
 static const PcrPlanDef plan_defs[PLAN_COUNT] = {
-	[PLAN_LOOKUP] = {
-		/*
-		 * One round trip for the common case: the environment, the run
-		 * (locked FOR SHARE: a concurrent status change waits for this
-		 * acquire, so its trigger sees the lease) and any active lease of
-		 * the run on the environment.  No row: PLAN_ENVIRONMENT and PLAN_RUN
-		 * tell which object is missing.
-		 */
-		"SELECT e.name AS env_name, e.status AS env_status, e.driver AS env_driver, "
-		"       e.config AS env_config, r.status AS run_status, l.* "
-		"  FROM paperclip.environments AS e "
-		"  JOIN paperclip.heartbeat_runs AS r ON r.id = $3 AND r.company_id = $2 "
-		"  LEFT JOIN paperclip.environment_leases AS l "
-		"         ON l.heartbeat_run_id = $3 AND l.environment_id = $1 AND l.status = 'active' "
-		" WHERE e.id = $1 AND e.company_id = $2 "
-		"   FOR SHARE OF r",
-		3, {UUIDOID, UUIDOID, UUIDOID}
-	},
-	[PLAN_ENVIRONMENT] = {
-		"SELECT name, status, driver, config FROM paperclip.environments "
-		" WHERE id = $1 AND company_id = $2",
-		2, {UUIDOID, UUIDOID}
-	},
-	[PLAN_LOCK_ENVIRONMENT] = {
-		"SELECT 1 FROM paperclip.environments WHERE id = $1 FOR NO KEY UPDATE",
-		1, {UUIDOID}
-	},
-	[PLAN_RUN] = {
-		"SELECT status FROM paperclip.heartbeat_runs WHERE id = $1 AND company_id = $2",
-		2, {UUIDOID, UUIDOID}
-	},
 	[PLAN_ACTIVE_LEASE] = {
-		"SELECT * FROM paperclip.environment_leases "
+		"SELECT l FROM paperclip.environment_leases AS l "
 		" WHERE heartbeat_run_id = $1 AND environment_id = $2 AND status = 'active'",
 		2, {UUIDOID, UUIDOID}
 	},
@@ -100,22 +69,22 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"   acquired_at, last_used_at, expires_at, metadata) "
 		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, now(), now(), now() + $9, $10) "
 		"ON CONFLICT (heartbeat_run_id, environment_id) WHERE status = 'active' DO NOTHING "
-		"RETURNING *",
+		"RETURNING l",
 		10, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, JSONBOID}
 	},
 	[PLAN_RELEASE] = {
-		"UPDATE paperclip.environment_leases "
+		"UPDATE paperclip.environment_leases AS l "
 		"   SET status = CASE WHEN $2 = 'failed' AND lease_policy = 'retain_on_failure' "
 		"                     THEN 'retained' ELSE $2 END, "
 		"       released_at = now(), last_used_at = now(), updated_at = now(), "
 		"       failure_reason = $3, cleanup_status = NULL "
 		" WHERE heartbeat_run_id = $1 AND status = 'active' "
-		"RETURNING *",
+		"RETURNING l, l.id, l.provider, l.metadata, l.status",
 		3, {UUIDOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_MARK_CLEANUP] = {
-		"UPDATE paperclip.environment_leases SET cleanup_status = 'pending' "
-		" WHERE id = $1 RETURNING *",
+		"UPDATE paperclip.environment_leases AS l SET cleanup_status = 'pending' "
+		" WHERE id = $1 RETURNING l",
 		1, {UUIDOID}
 	},
 	[PLAN_RENEW] = {
@@ -125,7 +94,7 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"  FROM paperclip.environments AS e "
 		" WHERE l.id = $1 AND l.status = 'active' "
 		"   AND e.company_id = l.company_id AND e.id = l.environment_id "
-		"RETURNING l.*",
+		"RETURNING l",
 		1, {UUIDOID}
 	},
 	[PLAN_LEASE_STATUS] = {
@@ -137,15 +106,15 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		1, {UUIDOID}
 	},
 	[PLAN_INSERT_LOCAL] = {
-		"INSERT INTO paperclip.environments (company_id, name, driver, metadata) "
+		"INSERT INTO paperclip.environments AS e (company_id, name, driver, metadata) "
 		"VALUES ($1, 'Local', 'local', "
 		"        '{\"managedByPaperclip\": true, \"defaultForCompany\": true}') "
 		"ON CONFLICT (company_id) WHERE driver = 'local' DO NOTHING "
-		"RETURNING *",
+		"RETURNING e",
 		1, {UUIDOID}
 	},
 	[PLAN_SELECT_LOCAL] = {
-		"SELECT * FROM paperclip.environments WHERE company_id = $1 AND driver = 'local'",
+		"SELECT e FROM paperclip.environments AS e WHERE company_id = $1 AND driver = 'local'",
 		1, {UUIDOID}
 	},
 };
@@ -202,159 +171,71 @@ require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 }
 
 /*
- * Rebuild an SPI result row as a tuple of the function's declared row type,
- * matching columns by name (robust to dropped columns), allocated in the
- * caller's memory context.
+ * Every plan that returns a lease or an environment returns it as one
+ * whole-row column ("RETURNING l", "SELECT l"): a composite datum of the
+ * table's row type, which is exactly the functions' declared result type.
+ * One column is much cheaper for the executor to set up than the 25 of
+ * "RETURNING *", and dropped columns need no special care.
  */
-typedef struct PcrRowMap
-{
-	TupleDesc	outdesc;
-	int		   *srcatt;			/* per output attribute: SPI column, or 0 */
-} PcrRowMap;
-
-static void
-rowmap_init(PcrRowMap *map, TupleDesc outdesc, TupleDesc spidesc)
-{
-	map->outdesc = outdesc;
-	map->srcatt = palloc0(sizeof(int) * outdesc->natts);
-	for (int i = 0; i < outdesc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(outdesc, i);
-
-		if (att->attisdropped)
-			continue;
-		map->srcatt[i] = SPI_fnumber(spidesc, NameStr(att->attname));
-		if (map->srcatt[i] <= 0)
-			elog(ERROR, "column \"%s\" missing from a paperclip query result", NameStr(att->attname));
-	}
-}
-
-static HeapTuple
-rowmap_tuple(PcrRowMap *map, HeapTuple src, TupleDesc spidesc)
-{
-	int			natts = map->outdesc->natts;
-	Datum	   *values = palloc(sizeof(Datum) * natts);
-	bool	   *nulls = palloc(sizeof(bool) * natts);
-
-	for (int i = 0; i < natts; i++)
-	{
-		if (map->srcatt[i] <= 0)
-		{
-			values[i] = (Datum) 0;
-			nulls[i] = true;
-			continue;
-		}
-		values[i] = SPI_getbinval(src, spidesc, map->srcatt[i], &nulls[i]);
-	}
-	return heap_form_tuple(map->outdesc, values, nulls);
-}
-
-/*
- * Backend-lifetime cache of column maps: one per (result row type, version of
- * its descriptor in the type cache, shape of the SPI result).  The shapes are
- * told apart by their column count: each plan of this file returns either
- * the lease/environment columns alone or the lookup's extra columns first.
- */
-#define PCR_ROWMAP_CACHE 8
-
-typedef struct PcrRowMapEntry
-{
-	Oid			typid;
-	uint64		tupdesc_id;
-	int			spi_natts;
-	PcrRowMap	map;
-} PcrRowMapEntry;
-
-static PcrRowMapEntry rowmap_cache[PCR_ROWMAP_CACHE];
-static int	rowmap_cache_used = 0;
-
-static PcrRowMap *
-result_map(Oid typid, TupleDesc spidesc)
-{
-	TypeCacheEntry *tce = lookup_type_cache(typid, TYPECACHE_TUPDESC);
-	PcrRowMapEntry *e;
-	MemoryContext old;
-
-	if (tce->tupDesc == NULL)
-		elog(ERROR, "type %u is not a row type", typid);
-	for (int i = 0; i < rowmap_cache_used; i++)
-	{
-		e = &rowmap_cache[i];
-		if (e->typid == typid && e->spi_natts == spidesc->natts)
-		{
-			if (e->tupdesc_id == tce->tupDesc_identifier)
-				return &e->map;
-			/* the row type changed (ALTER, DROP/CREATE EXTENSION): rebuild in place */
-			FreeTupleDesc(e->map.outdesc);
-			pfree(e->map.srcatt);
-			goto build;
-		}
-	}
-	if (rowmap_cache_used < PCR_ROWMAP_CACHE)
-		e = &rowmap_cache[rowmap_cache_used++];
-	else
-	{
-		/* can't happen with the plans of this file; evict the last slot */
-		e = &rowmap_cache[PCR_ROWMAP_CACHE - 1];
-		FreeTupleDesc(e->map.outdesc);
-		pfree(e->map.srcatt);
-	}
-build:
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	e->typid = typid;
-	e->spi_natts = spidesc->natts;
-	e->tupdesc_id = tce->tupDesc_identifier;
-	rowmap_init(&e->map, CreateTupleDescCopy(tce->tupDesc), spidesc);
-	MemoryContextSwitchTo(old);
-	return &e->map;
-}
-
-/* Copy row 0 of the SPI result out as the function's composite result. */
 static Datum
 return_row(FunctionCallInfo fcinfo, MemoryContext callerctx)
 {
-	PcrRowMap  *map = result_map(get_fn_expr_rettype(fcinfo->flinfo), SPI_tuptable->tupdesc);
-	HeapTuple	tup;
+	bool		isnull;
+	Datum		row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	MemoryContext old;
 	Datum		result;
 
+	if (isnull)
+		elog(ERROR, "paperclip query returned a null row");
 	old = MemoryContextSwitchTo(callerctx);
-	tup = rowmap_tuple(map, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
-	result = HeapTupleGetDatum(tup);
+	result = datumCopy(row, false, -1);
 	MemoryContextSwitchTo(old);
 	return result;
+}
+
+/* Append a whole-row datum to the SRF's tuplestore. */
+static void
+put_row(ReturnSetInfo *rsinfo, Datum row)
+{
+	HeapTupleHeader td = DatumGetHeapTupleHeader(row);
+	HeapTupleData tuple;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = td;
+	tuplestore_puttuple(rsinfo->setResult, &tuple);
 }
 
 /* ------------------------------------------------------------------------
  * acquire_run_lease
  * ------------------------------------------------------------------------ */
 
-/* The lookup found nothing: say which of the environment and the run is missing. */
-static void
-report_missing(const PcrLeaseRequest *req)
-{
-	Datum		values[2];
+/*
+ * Serialise the acquirers of one reusable environment until commit, so that
+ * "who holds it" is checked and written by one transaction at a time.  A
+ * transaction-scoped lock of the advisory kind, in a key space of its own
+ * (field4 = PCR_LOCK_REUSE: pg_advisory_* use 1 and 2), needs no privilege
+ * on the environment row; two environments hashing alike only wait for each
+ * other.
+ */
+#define PCR_LOCK_REUSE 0x5043
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
-	run_plan(PLAN_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("environment %s does not exist in company %s",
-						PcrUuidToCString(&req->environment_id), PcrUuidToCString(&req->company_id))));
-	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
-	run_plan(PLAN_RUN, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("heartbeat run %s does not exist in company %s",
-						PcrUuidToCString(&req->heartbeat_run_id), PcrUuidToCString(&req->company_id))));
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("could not acquire a lease on environment %s due to a concurrent change",
-					PcrUuidToCString(&req->environment_id)),
-			 errhint("Retry the transaction.")));
+static void
+lock_environment_for_reuse(const pg_uuid_t *environment_id)
+{
+	LOCKTAG		tag;
+	uint32		k1,
+				k2;
+
+	memcpy(&k1, environment_id->data, sizeof(k1));
+	memcpy(&k2, environment_id->data + 4, sizeof(k2));
+	k1 ^= ((uint32) environment_id->data[8] << 24) | ((uint32) environment_id->data[9] << 16) |
+		((uint32) environment_id->data[10] << 8) | environment_id->data[11];
+	k2 ^= ((uint32) environment_id->data[12] << 24) | ((uint32) environment_id->data[13] << 16) |
+		((uint32) environment_id->data[14] << 8) | environment_id->data[15];
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, k1, k2, PCR_LOCK_REUSE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 Datum
@@ -365,10 +246,7 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	PcrLeaseGrant grant = {0};
 	const PcrDriver *driver;
 	const char *policy;
-	char	   *env_status;
-	char	   *driver_name;
-	char	   *run_status;
-	Jsonb	   *stored_config;
+	PcrAcquireLookup lk;
 	bool		isnull;
 	Datum		values[10];
 	char		nulls[10];
@@ -387,49 +265,53 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	values[0] = UUIDPGetDatum(&req.environment_id);
-	values[1] = UUIDPGetDatum(&req.company_id);
-	values[2] = UUIDPGetDatum(&req.heartbeat_run_id);
-	run_plan(PLAN_LOOKUP, values, NULL, false, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		report_missing(&req);
+	PcrLookupForAcquire(&req, &lk);
+	if (!lk.found_environment)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req.environment_id), PcrUuidToCString(&req.company_id))));
 
 	/* the environment: active */
-	req.environment_name = spi_text(0, 1);
-	env_status = spi_text(0, 2);
-	driver_name = spi_text(0, 3);
-	stored_config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-	if (strcmp(env_status, "active") != 0)
+	req.environment_name = lk.environment_name;
+	if (strcmp(lk.environment_status, "active") != 0)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
 				 errmsg("environment \"%s\" is not active", req.environment_name),
-				 errdetail("The environment is %s.", env_status)));
+				 errdetail("The environment is %s.", lk.environment_status)));
 
-	/* the run: not terminal */
-	run_status = spi_text(0, 5);
-	if (PcrRunStatusIsTerminal(run_status))
+	/* the run: exists, not terminal */
+	if (!lk.found_run)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("heartbeat run %s does not exist in company %s",
+						PcrUuidToCString(&req.heartbeat_run_id), PcrUuidToCString(&req.company_id))));
+	if (PcrRunStatusIsTerminal(lk.run_status))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("heartbeat run %s is %s", PcrUuidToCString(&req.heartbeat_run_id), run_status),
+				 errmsg("heartbeat run %s is %s", PcrUuidToCString(&req.heartbeat_run_id), lk.run_status),
 				 errdetail("A run in a terminal status cannot acquire leases.")));
 
 	/* the stored config, checked again: a bad row must not reach a driver */
-	driver = PcrDriverByName(driver_name);
+	driver = PcrDriverByName(lk.driver_name);
 	if (driver == NULL)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
-				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, driver_name)));
+				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, lk.driver_name)));
 
 	/* idempotent: an active lease of this run on this environment is returned as it is */
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-						 SPI_fnumber(SPI_tuptable->tupdesc, "id"), &isnull);
-	if (!isnull)
+	if (lk.has_active_lease)
 	{
+		values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
+		values[1] = UUIDPGetDatum(&req.environment_id);
+		run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			elog(ERROR, "active lease vanished while its run was locked");
 		result = return_row(fcinfo, callerctx);
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
-	req.config = driver->validate(stored_config);
+	req.config = driver->validate(lk.config);
 
 	driver->check_available(req.config);
 	policy = driver->lease_policy(req.config);
@@ -437,8 +319,8 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	/* a reusable environment is held by one run at a time */
 	if (strcmp(policy, "reuse_by_environment") == 0)
 	{
+		lock_environment_for_reuse(&req.environment_id);
 		values[0] = UUIDPGetDatum(&req.environment_id);
-		run_plan(PLAN_LOCK_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
 		values[1] = UUIDPGetDatum(&req.heartbeat_run_id);
 		run_plan(PLAN_HOLDER, values, NULL, false, 1, SPI_OK_SELECT);
 		if (SPI_processed > 0)
@@ -501,25 +383,12 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 /* ------------------------------------------------------------------------
  * release_run_leases
  * ------------------------------------------------------------------------ */
+/* Does releasing this lease leave side effects for a worker (cleanup)? */
 static bool
-lease_needs_cleanup(HeapTuple tup, TupleDesc desc)
+lease_needs_cleanup(const char *provider, Jsonb *metadata)
 {
-	bool		isnull;
-	int			att = SPI_fnumber(desc, "metadata");
-	Datum		md = SPI_getbinval(tup, desc, att, &isnull);
-	Jsonb	   *metadata = isnull ? NULL : DatumGetJsonbP(md);
-	char	   *driver_name = PcrJsonbGetText(metadata, "driver");
-	const PcrDriver *driver;
+	const PcrDriver *driver = PcrDriverOfLease(metadata, provider);
 
-	/* leases written by hand without metadata: fall back on the provider column */
-	if (driver_name == NULL)
-	{
-		char	   *provider = SPI_getvalue(tup, desc, SPI_fnumber(desc, "provider"));
-
-		driver_name = (provider == NULL || strcmp(provider, "local") == 0 || strcmp(provider, "ssh") == 0)
-			? (provider ? provider : "local") : "sandbox";
-	}
-	driver = PcrDriverByName(driver_name);
 	return driver != NULL && driver->release_needs_cleanup(metadata);
 }
 
@@ -533,7 +402,6 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', ' '};
 	SPITupleTable *released;
 	uint64		nreleased;
-	PcrRowMap  *map;
 	MemoryContext old;
 
 	require_arg(fcinfo, 0, "heartbeat_run_id");
@@ -563,24 +431,33 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	released = SPI_tuptable;
 	nreleased = SPI_processed;
 
-	map = result_map(get_fn_expr_rettype(fcinfo->flinfo), released->tupdesc);
-
 	for (uint64 i = 0; i < nreleased; i++)
 	{
 		HeapTuple	tup = released->vals[i];
 		TupleDesc	desc = released->tupdesc;
+		bool		isnull;
+		Datum		row = SPI_getbinval(tup, desc, 1, &isnull);
+		Datum		provider = SPI_getbinval(tup, desc, 3, &isnull);
+		char	   *provider_name = isnull ? NULL : TextDatumGetCString(provider);
+		Datum		metadata = SPI_getbinval(tup, desc, 4, &isnull);
 
-		/* side effects (destroying a sandbox, ...) are done after commit by a worker */
-		if (lease_needs_cleanup(tup, desc))
+		Jsonb	   *md = isnull ? NULL : DatumGetJsonbP(metadata);
+		char	   *new_status = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
+
+		/*
+		 * Side effects (destroying a sandbox, ...) are done after commit by a
+		 * worker; a retained lease keeps its resource, so it has none.
+		 */
+		if (strcmp(new_status, "retained") != 0 && lease_needs_cleanup(provider_name, md))
 		{
-			bool		isnull;
-			Datum		id = SPI_getbinval(tup, desc, SPI_fnumber(desc, "id"), &isnull);
+			Datum		id = SPI_getbinval(tup, desc, 2, &isnull);
 
 			run_plan(PLAN_MARK_CLEANUP, &id, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
-			tup = SPI_tuptable->vals[0];
+			row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			PcrReconcilerWakeAtCommit();
 		}
 		old = MemoryContextSwitchTo(callerctx);
-		tuplestore_puttuple(rsinfo->setResult, rowmap_tuple(map, tup, desc));
+		put_row(rsinfo, row);
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();

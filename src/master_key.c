@@ -21,6 +21,7 @@
 
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/timestamp.h"
 
 #define PCR_KEY_FILE_MAX	65536	/* a key file is a few lines */
 #define PCR_KDF_CONTEXT		"pcrsecrt"	/* crypto_kdf_CONTEXTBYTES == 8 */
@@ -39,6 +40,10 @@ static PcrKeyring *keyring = NULL;
 static bool keyring_valid = false;
 static char *keyring_path = NULL;	/* malloc'd copy of the GUC value */
 static struct stat keyring_stat;
+static TimestampTz keyring_checked_at = 0;
+
+/* how long resolving trusts the last stat() of the key file */
+#define PCR_KEY_RECHECK_USECS	(USECS_PER_SEC / 2)
 
 static void
 key_error(const char *msg, const char *path, const char *hint) pg_attribute_noreturn();
@@ -244,12 +249,19 @@ load_keyring(const char *path)
 	keyring_valid = true;
 }
 
-/* The loaded keyring, (re)loading it when the GUC or the file changed. */
+/*
+ * The loaded keyring, (re)loading it when the GUC or the file changed.  With
+ * recheck false (decrypting), a file that was stat()ed less than half a
+ * second ago is trusted without a system call, so a changed file is seen
+ * up to that much later by decryption only; encryption and re-encryption
+ * always re-check.
+ */
 static const PcrKeyring *
-current_keyring(void)
+current_keyring(bool recheck)
 {
 	const char *path = pcr_master_key_file;
 	struct stat st;
+	TimestampTz now;
 
 	if (path == NULL || path[0] == '\0')
 	{
@@ -257,6 +269,10 @@ current_keyring(void)
 		key_error("no master key is configured", NULL,
 				  "Create a key file with pcr-keygen and set paperclip.master_key_file to its path.");
 	}
+	now = GetCurrentTimestamp();
+	if (!recheck && keyring_valid && strcmp(path, keyring_path) == 0 &&
+		now >= keyring_checked_at && now - keyring_checked_at < PCR_KEY_RECHECK_USECS)
+		return keyring;
 	if (stat(path, &st) != 0)
 	{
 		keyring_forget();
@@ -265,19 +281,20 @@ current_keyring(void)
 	}
 	if (!keyring_valid || strcmp(path, keyring_path) != 0 || !same_file(&st, &keyring_stat))
 		load_keyring(path);
+	keyring_checked_at = now;
 	return keyring;
 }
 
 const PcrMasterKey *
 PcrMasterKeyCurrent(void)
 {
-	return &current_keyring()->keys[0];
+	return &current_keyring(true)->keys[0];
 }
 
 const PcrMasterKey *
 PcrMasterKeyFind(const char *key_id)
 {
-	const PcrKeyring *ring = current_keyring();
+	const PcrKeyring *ring = current_keyring(false);
 
 	if (key_id == NULL)
 		return NULL;

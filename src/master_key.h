@@ -32,7 +32,11 @@ typedef struct PcrMasterKey
  */
 extern const PcrMasterKey *PcrMasterKeyCurrent(void);
 
-/* The loaded key with this id, or NULL; loads the file if needed (55000 as above). */
+/*
+ * The loaded key with this id, or NULL; loads the file if needed (55000 as
+ * above).  For speed it trusts a stat() of the file made less than half a
+ * second ago; PcrMasterKeyCurrent always re-checks.
+ */
 extern const PcrMasterKey *PcrMasterKeyFind(const char *key_id);
 
 #endif							/* PCR_MASTER_KEY_H */

@@ -2,11 +2,12 @@
  * secret.c — company secrets: create, rotate, revoke, resolve, re-encrypt
  *
  * Values are sealed in C before the first INSERT (secret_crypto.c), so a
- * plaintext never reaches a table, a dead tuple or WAL.  The SQL functions
- * are SECURITY DEFINER with a pinned search_path; PcrSecretResolve, the C
- * entry point for drivers, sets up the same context itself.  Either way a
- * caller that does not bypass row-level security may only touch the company
- * named by paperclip.company_id, exactly as the tables' RLS policies say.
+ * plaintext never reaches a table, a dead tuple or WAL.  The writing SQL
+ * functions are SECURITY DEFINER with a pinned search_path; resolving runs no
+ * SQL at all (secret_lookup.c), so the SQL function and PcrSecretResolve, the
+ * C entry point for drivers, share one code path that works in any context.
+ * Either way a role that does not bypass row-level security may only touch
+ * the company named by paperclip.company_id, exactly as the RLS policies say.
  *
  * Errors raised while a plaintext argument is in play are re-thrown with
  * errhidestmt, so the statement text (which may contain the value) does not
@@ -16,22 +17,17 @@
 #include "secret.h"
 #include "secret_crypto.h"
 #include "secret_ref.h"
+#include "secret_lookup.h"
 #include "master_key.h"
 #include "driver.h"
 
 #include <sodium.h>
 
-#include "access/htup_details.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/lsyscache.h"
-#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(pcr_secret_create);
 PG_FUNCTION_INFO_V1(pcr_secret_rotate);
@@ -39,7 +35,6 @@ PG_FUNCTION_INFO_V1(pcr_secret_revoke);
 PG_FUNCTION_INFO_V1(pcr_secret_resolve);
 PG_FUNCTION_INFO_V1(pcr_secret_reencrypt_all);
 
-#define PCR_SECRET_SEARCH_PATH "pg_catalog, pg_temp"
 #define PCR_REENCRYPT_BATCH 100
 
 /* ------------------------------------------------------------------------
@@ -54,8 +49,6 @@ typedef enum SecretPlanId
 	SPLAN_BUMP,
 	SPLAN_REVOKE,
 	SPLAN_TOUCH,
-	SPLAN_RESOLVE_LATEST,
-	SPLAN_RESOLVE_VERSION,
 	SPLAN_STALE,
 	SPLAN_REENCRYPT,
 	SPLAN_COUNT
@@ -67,14 +60,6 @@ typedef struct SecretPlanDef
 	int			nargs;
 	Oid			argtypes[6];
 } SecretPlanDef;
-
-/* resolve plans: company_id, name, version, revoked, key_id, material */
-#define RESOLVE_SELECT \
-	"SELECT s.company_id, s.name, v.version, v.revoked_at IS NOT NULL, v.key_id, v.material " \
-	"  FROM paperclip.company_secrets AS s " \
-	"  LEFT JOIN LATERAL (SELECT version, revoked_at, key_id, material " \
-	"                       FROM paperclip.company_secret_versions AS v " \
-	"                      WHERE v.company_id = s.company_id AND v.secret_id = s.id "
 
 static const SecretPlanDef plan_defs[SPLAN_COUNT] = {
 	[SPLAN_COMPANY] = {
@@ -117,19 +102,6 @@ static const SecretPlanDef plan_defs[SPLAN_COUNT] = {
 	[SPLAN_TOUCH] = {
 		"UPDATE paperclip.company_secrets AS s SET updated_at = now() WHERE s.id = $1 RETURNING s",
 		1, {UUIDOID}
-	},
-	[SPLAN_RESOLVE_LATEST] = {
-		RESOLVE_SELECT
-		"                        AND v.revoked_at IS NULL "
-		"                      ORDER BY v.version DESC LIMIT 1) AS v ON true "
-		" WHERE s.id = $1",
-		1, {UUIDOID}
-	},
-	[SPLAN_RESOLVE_VERSION] = {
-		RESOLVE_SELECT
-		"                        AND v.version = $2) AS v ON true "
-		" WHERE s.id = $1",
-		2, {UUIDOID, INT4OID}
 	},
 	[SPLAN_STALE] = {
 		"SELECT v.id, v.company_id, v.secret_id, v.version, v.key_id, v.material, s.name "
@@ -211,52 +183,6 @@ check_company_access(const pg_uuid_t *company)
 				 errhidestmt(true)));
 }
 
-/* The role owning the secret tables: the C entry point runs its queries as it. */
-static Oid
-secrets_owner(void)
-{
-	Oid			nsp = get_namespace_oid("paperclip", false);
-	Oid			rel = get_relname_relid("company_secret_versions", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(rel))
-		elog(ERROR, "table paperclip.company_secret_versions does not exist");
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", rel);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/* What fmgr does for a SECURITY DEFINER function with SET search_path. */
-typedef struct OwnerContext
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} OwnerContext;
-
-static void
-owner_context_enter(OwnerContext *oc)
-{
-	Oid			owner = secrets_owner();
-
-	GetUserIdAndSecContext(&oc->save_userid, &oc->save_sec_context);
-	oc->save_nestlevel = NewGUCNestLevel();
-	SetUserIdAndSecContext(owner, oc->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	(void) set_config_option("search_path", PCR_SECRET_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-}
-
-static void
-owner_context_leave(OwnerContext *oc)
-{
-	AtEOXact_GUC(true, oc->save_nestlevel);
-	SetUserIdAndSecContext(oc->save_userid, oc->save_sec_context);
-}
-
 /* ------------------------------------------------------------------------
  * Arguments and errors
  * ------------------------------------------------------------------------ */
@@ -307,6 +233,43 @@ raise_undecryptable(const char *name, int32 version, const char *why, const char
 			(errcode(PCR_ERRCODE_UNDECRYPTABLE),
 			 errmsg("could not decrypt secret \"%s\" version %d: %s", name, version, why),
 			 hint ? errhint("%s", hint) : 0));
+}
+
+static void
+raise_wrong_key(const char *name, int32 version, const char *key_id, const char *hint) pg_attribute_noreturn();
+
+static void
+raise_wrong_key(const char *name, int32 version, const char *key_id, const char *hint)
+{
+	raise_undecryptable(name, version,
+						key_id ? psprintf("master key \"%s\" is not loaded (wrong key)", key_id)
+						: "the version names no master key",
+						hint);
+}
+
+/* Decrypt, or raise XX001 telling malformed material from failed authentication. */
+static void
+open_or_raise(const PcrMasterKey *key, const pg_uuid_t *company, const pg_uuid_t *secret,
+			  int32 version, Jsonb *material, const char *name,
+			  MemoryContext mcxt, Size offset, char **out, Size *len)
+{
+	PcrOpenResult res = PcrSecretOpen(key, company, secret, version, material, mcxt, offset, out, len);
+
+	if (res != PCR_OPEN_OK && name == NULL)
+		name = PcrSecretName(secret);
+	switch (res)
+	{
+		case PCR_OPEN_OK:
+			return;
+		case PCR_OPEN_MALFORMED:
+			raise_undecryptable(name, version, "the stored material is malformed", NULL);
+			break;
+		case PCR_OPEN_AUTH_FAILED:
+			raise_undecryptable(name, version,
+								"authentication failed (the material was altered or belongs to another secret version)",
+								NULL);
+			break;
+	}
 }
 
 /* Seal value under the current key and insert it as (company, secret, version). */
@@ -534,79 +497,49 @@ pcr_secret_revoke(PG_FUNCTION_ARGS)
 
 /*
  * Resolve ref for company to plaintext, in a buffer of mcxt with `offset`
- * spare bytes in front.  The caller is connected to SPI and has checked
- * access to company.
+ * spare bytes in front.  The caller has checked access to company.
  */
 static char *
 resolve_ref(const pg_uuid_t *company, Jsonb *ref, MemoryContext mcxt, Size offset, Size *len)
 {
 	PcrSecretRef r;
-	Datum		values[2];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	pg_uuid_t  *owner;
-	char	   *name;
-	int32		version;
-	char	   *key_id;
-	Jsonb	   *material;
+	PcrSecretVersionRow row;
 	const PcrMasterKey *key;
 	char	   *out = NULL;
 
 	PcrSecretRefParse(ref, "secret_ref", &r);
-
-	values[0] = UUIDPGetDatum(&r.secret_id);
-	values[1] = Int32GetDatum(r.version);
-	run_plan(r.version == 0 ? SPLAN_RESOLVE_LATEST : SPLAN_RESOLVE_VERSION,
-			 values, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	PcrSecretLookup(&r.secret_id, r.version, &row);
+	if (!row.secret_found)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_NOT_FOUND),
 				 errmsg("secret %s does not exist", PcrUuidToCString(&r.secret_id))));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-
-	owner = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-	if (memcmp(owner->data, company->data, UUID_LEN) != 0)
+	if (memcmp(row.company_id.data, company->data, UUID_LEN) != 0)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_FORBIDDEN),
 				 errmsg("secret %s does not belong to company %s",
 						PcrUuidToCString(&r.secret_id), PcrUuidToCString(company))));
-	name = spi_text(tup, desc, 2);
-	version = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	if (isnull && r.version == 0)
+	if (!row.version_found && r.version == 0)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("secret \"%s\" has no version that is not revoked", name),
+				 errmsg("secret \"%s\" has no version that is not revoked", row.name),
 				 errhint("Store a new value with paperclip.secret_rotate.")));
-	if (isnull)
+	if (!row.version_found)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("secret \"%s\" has no version %d", name, r.version)));
-	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+				 errmsg("secret \"%s\" has no version %d", row.name, r.version)));
+	if (row.revoked)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("version %d of secret \"%s\" is revoked", version, name)));
-	key_id = spi_text(tup, desc, 5);
-	material = DatumGetJsonbP(SPI_getbinval(tup, desc, 6, &isnull));
+				 errmsg("version %d of secret \"%s\" is revoked", row.version,
+						PcrSecretName(&r.secret_id))));
 
-	key = PcrMasterKeyFind(key_id);
+	key = PcrMasterKeyFind(row.key_id);
 	if (key == NULL)
-		raise_undecryptable(name, version,
-							key_id ? psprintf("master key \"%s\" is not loaded (wrong key)", key_id)
-							: "the version names no master key",
-							"Add the key this version was encrypted with to paperclip.master_key_file.");
-	switch (PcrSecretOpen(key, company, &r.secret_id, version, material, mcxt, offset, &out, len))
-	{
-		case PCR_OPEN_OK:
-			break;
-		case PCR_OPEN_MALFORMED:
-			raise_undecryptable(name, version, "the stored material is malformed", NULL);
-			break;
-		case PCR_OPEN_AUTH_FAILED:
-			raise_undecryptable(name, version, "authentication failed (the material was altered or belongs to another secret version)", NULL);
-			break;
-	}
+		raise_wrong_key(PcrSecretName(&r.secret_id), row.version, row.key_id,
+						"Add the key this version was encrypted with to paperclip.master_key_file.");
+	if (row.material == NULL)
+		raise_undecryptable(PcrSecretName(&r.secret_id), row.version, "the stored material is malformed", NULL);
+	open_or_raise(key, company, &r.secret_id, row.version, row.material, NULL, mcxt, offset, &out, len);
 	return out;
 }
 
@@ -619,16 +552,14 @@ pcr_secret_resolve(PG_FUNCTION_ARGS)
 	Size		len;
 
 	require_arg(fcinfo, 0, "company_id");
+	company = PG_GETARG_UUID_P(0);
+	check_company_access(company);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("invalid secret_ref: must not be null")));
-	company = PG_GETARG_UUID_P(0);
-	check_company_access(company);
 
-	SPI_connect();
 	buf = resolve_ref(company, PG_GETARG_JSONB_P(1), cxt, VARHDRSZ, &len);
-	SPI_finish();
 	SET_VARSIZE(buf, VARHDRSZ + len);
 	PG_RETURN_TEXT_P((text *) buf);
 }
@@ -636,16 +567,10 @@ pcr_secret_resolve(PG_FUNCTION_ARGS)
 PcrPlaintext
 PcrSecretResolve(const pg_uuid_t *company_id, Jsonb *ref)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	OwnerContext oc;
 	PcrPlaintext p;
 
 	check_company_access(company_id);
-	owner_context_enter(&oc);
-	SPI_connect();
-	p.data = resolve_ref(company_id, ref, cxt, 0, &p.len);
-	SPI_finish();
-	owner_context_leave(&oc);
+	p.data = resolve_ref(company_id, ref, CurrentMemoryContext, 0, &p.len);
 	return p;
 }
 
@@ -667,9 +592,15 @@ PcrPlaintextFree(PcrPlaintext *p)
 Datum
 pcr_secret_reencrypt_all(PG_FUNCTION_ARGS)
 {
-	const PcrMasterKey *current = PcrMasterKeyCurrent();
+	const PcrMasterKey *current;
 	int32		count = 0;
 
+	/* cross-company by nature: not for tenant roles, whatever the grants say */
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_FORBIDDEN),
+				 errmsg("only a superuser may re-encrypt every secret")));
+	current = PcrMasterKeyCurrent();
 	SPI_connect();
 	for (;;)
 	{
@@ -703,21 +634,10 @@ pcr_secret_reencrypt_all(PG_FUNCTION_ARGS)
 
 			CHECK_FOR_INTERRUPTS();
 			if (old == NULL)
-				raise_undecryptable(name, version,
-									key_id ? psprintf("master key \"%s\" is not loaded (wrong key)", key_id)
-									: "the version names no master key",
-									"Keep every key still in use in paperclip.master_key_file until re-encryption is done.");
-			switch (PcrSecretOpen(old, company, secret, version, material, CurrentMemoryContext, 0, &plain, &len))
-			{
-				case PCR_OPEN_OK:
-					break;
-				case PCR_OPEN_MALFORMED:
-					raise_undecryptable(name, version, "the stored material is malformed", NULL);
-					break;
-				case PCR_OPEN_AUTH_FAILED:
-					raise_undecryptable(name, version, "authentication failed (the material was altered or belongs to another secret version)", NULL);
-					break;
-			}
+				raise_wrong_key(name, version, key_id,
+								"Keep every key still in use in paperclip.master_key_file until re-encryption is done.");
+			open_or_raise(old, company, secret, version, material, name,
+						  CurrentMemoryContext, 0, &plain, &len);
 			sealed = PcrSecretSeal(current, company, secret, version, plain, len);
 			sodium_memzero(plain, len + 1);
 			pfree(plain);

@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "common/base64.h"
 #include "utils/memutils.h"
 
 #define PCR_AD_PREFIX "paperclip_runtime secret v1"
@@ -55,11 +56,19 @@ from_base64(Jsonb *material, const char *field, unsigned char **bin, size_t *len
 {
 	JsonbValue	v;
 	size_t		maxlen;
+	int			n;
 
 	if (PcrJsonbGet(material, field, &v) == NULL || v.type != jbvString)
 		return false;
 	maxlen = (size_t) v.val.string.len / 4 * 3 + 3;
 	*bin = palloc(maxlen);
+	/* what PcrSecretSeal writes: PostgreSQL's own (fast) decoder */
+	n = pg_b64_decode(v.val.string.val, v.val.string.len, (char *) *bin, (int) maxlen);
+	if (n >= 0)
+	{
+		*len = (size_t) n;
+		return true;
+	}
 	/* whitespace tolerated: PostgreSQL's encode(…, 'base64') wraps lines */
 	return sodium_base642bin(*bin, maxlen, v.val.string.val, v.val.string.len,
 							 " \r\n", len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0;

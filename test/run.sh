@@ -62,11 +62,26 @@ export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PCR_DATA=$DATA
 echo "== pgTAP (pg_regress)"
 TESTS=$(cd test/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
 rm -rf results regression.diffs regression.out
+# The reconciler connects to paperclip.database (pcr_regress) as soon as it
+# exists, and a connected worker makes DROP DATABASE fail: so the database is
+# created here, once, and pg_regress uses it as it is (--use-existing) instead
+# of dropping and creating it.  These are the settings pg_regress would give it.
+"$PCR_PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres >/dev/null <<'SQL' || { echo "0 passed, 1 failed"; exit 1; }
+CREATE DATABASE pcr_regress TEMPLATE template0;
+ALTER DATABASE pcr_regress SET lc_messages TO 'C';
+ALTER DATABASE pcr_regress SET lc_monetary TO 'C';
+ALTER DATABASE pcr_regress SET lc_numeric TO 'C';
+ALTER DATABASE pcr_regress SET lc_time TO 'C';
+ALTER DATABASE pcr_regress SET bytea_output TO 'hex';
+ALTER DATABASE pcr_regress SET timezone_abbreviations TO 'Default';
+\c pcr_regress
+CREATE EXTENSION pgtap;
+CREATE EXTENSION paperclip_runtime;
+SQL
 # PG15's pg_regress reads <inputdir>/expected: test/expected links to ../expected
 "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
   --bindir="$PCR_PGBIN" --inputdir=test --outputdir="$ROOT" \
-  --host=127.0.0.1 --port="$PORT" --user=postgres --dbname=pcr_regress \
-  --load-extension=pgtap --load-extension=paperclip_runtime \
+  --host=127.0.0.1 --port="$PORT" --user=postgres --dbname=pcr_regress --use-existing \
   $TESTS 2>&1 | tee "$WORK/regress.log"
 
 passed=0

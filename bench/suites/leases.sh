@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Lease acquire + release on the local driver vs. the same row changes done
 # with plain INSERT/UPDATE (issue 2). Runs A/B/A/B per client count and
-# reports sum(ours tps) / sum(baseline tps). Target: >= 0.85.
+# reports sum(ours tps) / sum(baseline tps), and the server CPU per
+# transaction (baseline/ours), which other jobs on the machine disturb less.
+# Target: >= 0.85.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${BENCH_SECONDS:-10}
@@ -16,18 +18,9 @@ SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(i), 12, '0'))::uuid, '00000000
   FROM generate_series(1, 9000) i;
 SQL
 
-tps() {  # tps <script> <clients>
-  psql -XAtq -c "VACUUM ANALYZE paperclip.environment_leases" >/dev/null
-  pgbench -n -M prepared -c "$2" -j "$2" -T "$SECS" -f "$1" 2>&1 | awk '/^tps = / {print $3; exit}'
-}
-
+. test/lib/cluster.sh
+. bench/lib.sh
 for clients in 1 8; do
-  ours=0; base=0
-  for round in 1 2; do
-    b=$(tps bench/leases/baseline.sql "$clients")
-    o=$(tps bench/leases/ours.sql "$clients")
-    echo "leases clients=$clients round=$round baseline_tps=$b ours_tps=$o"
-    base=$(echo "$base + $b" | bc -l); ours=$(echo "$ours + $o" | bc -l)
-  done
-  printf 'RATIO leases acquire+release, %d client(s), ours/baseline: %.2f\n' "$clients" "$(echo "$ours / $base" | bc -l)"
+  bench_compare "leases acquire+release" bench/leases/ours.sql bench/leases/baseline.sql "$clients" 3
 done
+bench_instructions "leases acquire+release" bench/leases/ours.sql bench/leases/baseline.sql 600

@@ -88,5 +88,45 @@ tap_is "$(results ensure | sort -u | wc -l)" 1 "they all return the same environ
 tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environments WHERE company_id = '00000000-0000-0000-0000-0000000000c3'")" 1 \
   "exactly one local environment was created"
 
+# 6. the same storms through the query path: a role under row-level security
+psql -XAtq -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pcr_test_agent') THEN
+                 CREATE ROLE pcr_test_agent LOGIN IN ROLE paperclip_agent; END IF; END \$\$" >/dev/null
+R2=00000000-0000-0000-0000-0000000000f2
+storm agent_acquire "SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';
+SELECT id FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R2')"
+tap_is "$(errors agent_acquire)" "" "16 concurrent acquires under row-level security raise no error"
+tap_is "$(results agent_acquire | sort -u | wc -l)" 1 "they all return the same lease"
+tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$R2' AND status = 'active'")" 1 \
+  "exactly one active lease exists"
+storm agent_release "SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';
+SELECT id FROM paperclip.release_run_leases('$R2')"
+tap_is "$(results agent_release | wc -l)" 1 "16 concurrent releases under row-level security return the lease once"
+
+# 7. a run finishing while an acquire is in flight: the status change waits
+#    for the acquire (the run row is locked FOR SHARE), then its trigger
+#    releases the new lease — through both paths
+for who in owner agent; do
+  R=00000000-0000-0000-0000-0000000000f3
+  [ "$who" = agent ] && R=00000000-0000-0000-0000-0000000000f4
+  prefix=""
+  [ "$who" = agent ] && prefix="SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';"
+  psql -XAtq -c "BEGIN" -c "$prefix SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R')" \
+       -c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null 2>"$OUT/race_$who.err" <<<"" &
+  acq=$!
+  psql -XAtq -c "BEGIN; $prefix SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R'); SELECT pg_sleep(1.5); COMMIT;" \
+       >/dev/null 2>>"$OUT/race_$who.err" &
+  acq2=$!
+  sleep 0.5
+  start=$(date +%s.%N)
+  psql -XAtq -c "UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '$R'" >/dev/null 2>>"$OUT/race_$who.err"
+  waited=$(echo "$(date +%s.%N) - $start > 0.5" | bc)
+  wait $acq $acq2
+  tap_is "$waited" 1 "$who: the run's status change waited for the in-flight acquire"
+  tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$R' AND status = 'active'")" 0 \
+    "$who: no active lease is left on the finished run"
+  tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$R' AND status = 'released'")" 1 \
+    "$who: the acquired lease was released by the run's trigger"
+done
+
 psql -XAtq -d postgres -c "DROP DATABASE $DB" >/dev/null
 tap_done

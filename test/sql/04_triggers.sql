@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(23);
+SELECT plan(24);
 
 CREATE TEMP TABLE held AS
   SELECT r.id AS run_id, (paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
@@ -65,6 +65,18 @@ VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000
 UPDATE paperclip.heartbeat_runs SET status = 'failed', error = 'tests failed' WHERE id = '00000000-0000-0000-0000-0000000001f2';
 SELECT is((SELECT (status, failure_reason)::text FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f2'),
           '(retained,"tests failed")', 'retain_on_failure + failed → retained');
+
+-- a lease whose provider is not loaded leaves its cleanup pending; a retained one keeps its resource
+INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
+  ('00000000-0000-0000-0000-0000000001f4', '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1', 'running');
+INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, lease_policy, provider, metadata)
+VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e2', '00000000-0000-0000-0000-0000000001f4', 'retain_on_failure', 'gone',
+        '{"driver": "sandbox", "provider": "gone"}'),
+       ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f4', 'ephemeral', 'gone',
+        '{"driver": "sandbox", "provider": "gone"}');
+SELECT results_eq($$SELECT lease_policy, status, cleanup_status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000001f4', 'failed', 'x') ORDER BY lease_policy$$,
+                  $$VALUES ('ephemeral'::text, 'failed'::text, 'pending'::text), ('retain_on_failure', 'retained', NULL)$$,
+                  'a released sandbox lease awaits cleanup; a retained one has none');
 
 -- deleting an environment with active leases is refused
 SELECT throws_ok($$DELETE FROM paperclip.environments WHERE id = '00000000-0000-0000-0000-0000000000e1'$$,

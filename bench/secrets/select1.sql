@@ -1,0 +1,2 @@
+-- floor: a query round trip that does nothing
+SELECT 1;

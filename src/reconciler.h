@@ -1,0 +1,129 @@
+/*
+ * reconciler.h — the background reconciler (SPEC §3.4, §6)
+ *
+ * One static background worker, registered when the library is preloaded,
+ * connects to paperclip.database and runs passes: release active leases of
+ * terminal or missing runs, expire active leases past expires_at, carry out
+ * pending cleanups with retry and backoff.  A pass runs at start-up (the
+ * sweep after a crash or restart), every paperclip.reconcile_interval, and
+ * when a committed transaction asked for it.
+ *
+ * reconciler.c      the worker: registration, shared state, wake-up, loop
+ * reconcile_pass.c  a pass: short transactions, a subtransaction per row
+ * reconcile_steps.c the built-in steps on environment_leases
+ */
+#ifndef PCR_RECONCILER_H
+#define PCR_RECONCILER_H
+
+#include "pcr.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "executor/spi.h"
+
+/* Called once from _PG_init; does nothing unless preloading. */
+extern void PcrReconcilerInit(void);
+
+/*
+ * Wake the reconciler when the current transaction commits (nothing on
+ * abort).  Cheap; does nothing when the library is not preloaded.
+ */
+extern void PcrReconcilerWakeAtCommit(void);
+
+/* Wake the reconciler now. */
+extern void PcrReconcilerWake(void);
+
+/* The worker's entry point (bgw_function_name). */
+extern PGDLLEXPORT void PcrReconcilerMain(Datum main_arg);
+
+/* ------------------------------------------------------------------------
+ * Steps of a pass
+ *
+ * A step selects a batch of rows and handles each in its own subtransaction
+ * (or all at once, falling back to that), so one bad row is logged and
+ * skipped while the others go on.  The select
+ * gets $1 uuid[] (ids to skip: rows that failed earlier in this pass) and
+ * $2 integer (the batch size); it must return a uuid column "id", and should
+ * lock what it returns with FOR UPDATE SKIP LOCKED so that it never waits
+ * for, or races with, a client.  A step is repeated while it fills batches.
+ *
+ * Later subsystems (e.g. destroying provider resources whose acquiring
+ * transaction aborted) add their steps with PcrReconcilerAddStep() from
+ * _PG_init; they run after the built-in ones, in every pass.
+ * ------------------------------------------------------------------------ */
+typedef enum PcrRowOutcome
+{
+	PCR_ROW_NOTHING,			/* changed nothing (raced away, not due) */
+	PCR_ROW_EXPIRED,			/* an active lease became expired */
+	PCR_ROW_RELEASED,			/* an active lease was released (or failed, retained) */
+	PCR_ROW_CLEANED,			/* a pending cleanup succeeded */
+	PCR_ROW_CLEANUP_RETRY,		/* a cleanup attempt failed; it will be retried */
+	PCR_ROW_CLEANUP_FAILED		/* a cleanup failed for good */
+} PcrRowOutcome;
+
+typedef struct PcrReconcileStep
+{
+	const char *name;
+	const char *select_sql;
+	PcrRowOutcome (*process_row) (HeapTuple row, TupleDesc desc);
+
+	/*
+	 * Optional: handle a whole batch at once and return how many rows it
+	 * changed, each counted as batch_outcome.  Tried first, in one
+	 * subtransaction; if it raises, the batch is done again with
+	 * process_row, row by row, so that only a bad row is skipped.
+	 */
+	uint64		(*process_batch) (HeapTuple *rows, uint64 nrows, TupleDesc desc);
+	PcrRowOutcome batch_outcome;
+} PcrReconcileStep;
+
+#define PCR_RECONCILER_MAX_STEPS 8
+
+/* Add a step (from _PG_init, while preloading); step must stay valid. */
+extern void PcrReconcilerAddStep(const PcrReconcileStep *step);
+
+/* Column helpers for process_row: NULL when SQL NULL or no such column. */
+extern char *PcrRowText(HeapTuple row, TupleDesc desc, const char *column);
+extern Jsonb *PcrRowJsonb(HeapTuple row, TupleDesc desc, const char *column);
+extern pg_uuid_t *PcrRowUuid(HeapTuple row, TupleDesc desc, const char *column);
+extern int	PcrRowInt(HeapTuple row, TupleDesc desc, const char *column, int dflt);
+
+/*
+ * Execute sql through a plan kept in *plan (prepared on first use).  Kept
+ * plans are checked against the catalogs before each use, so they follow a
+ * DROP and CREATE EXTENSION.  Returns the SPI result code.
+ */
+extern int	PcrReconcilerExecute(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+								 Datum *values, const char *nulls);
+
+/* What one pass did. */
+typedef struct PcrPassCounts
+{
+	int64		expired;
+	int64		released;
+	int64		cleanups_succeeded;
+	int64		cleanup_attempts_failed;
+	int64		cleanups_given_up;
+	int64		errors;
+} PcrPassCounts;
+
+#define PCR_RECONCILER_ERROR_LEN 256
+
+typedef enum PcrPassResult
+{
+	PCR_PASS_DONE,				/* every step ran (some rows may have failed) */
+	PCR_PASS_NO_EXTENSION		/* the extension is absent, or being dropped */
+} PcrPassResult;
+
+/*
+ * Run one pass (reconcile_pass.c).  Must be called outside a transaction;
+ * leaves none open.  last_error receives the last error message, if any.
+ */
+extern PcrPassResult PcrReconcilePass(PcrPassCounts *counts, char *last_error);
+
+/* The built-in steps (reconcile_steps.c), in the order a pass runs them. */
+extern const PcrReconcileStep pcr_step_release_finished_runs;
+extern const PcrReconcileStep pcr_step_expire;
+extern const PcrReconcileStep pcr_step_cleanup;
+
+#endif							/* PCR_RECONCILER_H */

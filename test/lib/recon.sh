@@ -1,0 +1,74 @@
+# test/lib/recon.sh — TAP and cluster helpers for the reconciler's shell tests
+#
+# Source it after test/lib/cluster.sh.  Each test starts its own cluster:
+#   recon_cluster NAME [postgresql.conf lines...]   (sets RDATA, RPORT; stops it on exit)
+# then
+#   sql "SQL" [db]           run SQL, print unaligned tuples (db defaults to $RDB)
+#   sql_file FILE            run a file of SQL (- for standard input) in $RDB
+#   ok DESC CMD...           TAP line from a command's exit status
+#   is GOT WANT DESC         TAP line from a comparison
+#   wait_until SECS "SQL"    poll until SQL returns t (0) or the time is up (1)
+#   done_testing             print the plan
+TAP_N=0
+RDB=${RDB:-pcr}
+
+recon_cluster() {
+  local name=$1
+  shift
+  RDATA=$PCR_WORK/$name
+  RPORT=$(pcr_free_port)
+  pcr_cluster_init "$RDATA" "$RPORT" "$@" || exit 1
+  pcr_cluster_start "$RDATA" || exit 1
+  trap 'pcr_cluster_stop "$RDATA" immediate' EXIT
+}
+
+sql() {
+  "$PCR_PGBIN/psql" -X -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$RPORT" -U postgres \
+    -d "${2:-$RDB}" -c "$1"
+}
+
+# run a file of SQL (- for standard input) in $RDB
+sql_file() {
+  "$PCR_PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$RPORT" -U postgres -d "$RDB" -f "$1"
+}
+
+ok() {
+  local desc=$1
+  shift
+  TAP_N=$((TAP_N + 1))
+  if "$@"; then
+    echo "ok $TAP_N - $desc"
+  else
+    echo "not ok $TAP_N - $desc"
+  fi
+}
+
+is() {
+  TAP_N=$((TAP_N + 1))
+  if [ "$1" = "$2" ]; then
+    echo "ok $TAP_N - $3"
+  else
+    echo "not ok $TAP_N - $3"
+    echo "#   got: '$1'"
+    echo "#  want: '$2'"
+  fi
+}
+
+wait_until() {
+  local deadline=$((SECONDS + $1)) got
+  while [ "$SECONDS" -le "$deadline" ]; do
+    got=$(sql "$2" 2>/dev/null)
+    [ "$got" = "t" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# the reconciler's pid as pg_stat_activity shows it (empty when not running)
+reconciler_pid() {
+  sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paperclip reconciler'" postgres
+}
+
+done_testing() {
+  echo "1..$TAP_N"
+}

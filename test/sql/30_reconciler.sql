@@ -1,0 +1,57 @@
+\set ECHO none
+\i test/setup.sql
+BEGIN;
+SELECT plan(14);
+
+-- the SQL surface of the reconciler
+SELECT has_function('paperclip', 'reconciler_status', ARRAY[]::text[], 'paperclip.reconciler_status() exists');
+SELECT function_returns('paperclip', 'reconciler_status', ARRAY[]::text[], 'record',
+                        'reconciler_status() returns a record');
+SELECT is(ARRAY(SELECT json_object_keys(row_to_json(s)) FROM paperclip.reconciler_status() AS s),
+          ARRAY['state', 'pid', 'database', 'connect_failures', 'started_at', 'passes',
+                'last_pass_started_at', 'last_pass_finished_at',
+                'last_pass_leases_expired', 'last_pass_leases_released',
+                'last_pass_cleanups_succeeded', 'last_pass_cleanup_attempts_failed',
+                'last_pass_cleanups_given_up', 'last_pass_errors',
+                'total_leases_expired', 'total_leases_released',
+                'total_cleanups_succeeded', 'total_cleanup_attempts_failed',
+                'total_cleanups_given_up', 'total_errors', 'last_error_at', 'last_error'],
+          'reconciler_status() reports state, process, last pass and totals, last error');
+SELECT has_function('paperclip', 'reconciler_wake', ARRAY[]::text[], 'paperclip.reconciler_wake() exists');
+SELECT function_returns('paperclip', 'reconciler_wake', ARRAY[]::text[], 'boolean',
+                        'reconciler_wake() returns boolean');
+
+-- privileges: administrators only, never PUBLIC
+SELECT ok(NOT EXISTS (SELECT 1 FROM pg_proc AS p, aclexplode(p.proacl) AS a
+                       WHERE p.oid IN ('paperclip.reconciler_status()'::regprocedure,
+                                       'paperclip.reconciler_wake()'::regprocedure)
+                         AND a.grantee = 0),
+          'PUBLIC cannot execute the reconciler functions');
+SELECT ok(has_function_privilege('paperclip_admin', 'paperclip.reconciler_status()', 'EXECUTE')
+          AND has_function_privilege('paperclip_admin', 'paperclip.reconciler_wake()', 'EXECUTE'),
+          'paperclip_admin may read the status and wake the reconciler');
+SET LOCAL ROLE paperclip_agent;
+SELECT throws_ok('SELECT paperclip.reconciler_status()', '42501',
+                 'permission denied for function reconciler_status',
+                 'paperclip_agent may not read the reconciler status');
+SELECT throws_ok('SELECT paperclip.reconciler_wake()', '42501',
+                 'permission denied for function reconciler_wake',
+                 'paperclip_agent may not wake the reconciler');
+RESET ROLE;
+
+-- this server preloads the library: the reconciler is registered for pcr_regress
+SELECT isnt((SELECT state FROM paperclip.reconciler_status()), 'not loaded',
+            'with shared_preload_libraries the reconciler is loaded');
+SELECT ok((SELECT state IN ('stopped', 'connecting', 'waiting for extension', 'idle', 'reconciling')
+             FROM paperclip.reconciler_status()),
+          'the state is one of the documented ones');
+SELECT is((SELECT database FROM paperclip.reconciler_status()), 'pcr_regress',
+          'the status names paperclip.database');
+SELECT ok((SELECT passes >= 0 AND total_leases_expired >= 0 AND total_leases_released >= 0
+                  AND total_errors >= 0 AND connect_failures >= 0
+             FROM paperclip.reconciler_status()),
+          'the counters are numbers, not nulls');
+SELECT lives_ok('SELECT paperclip.reconciler_wake()', 'an administrator can ask for a pass');
+
+SELECT * FROM finish();
+ROLLBACK;
