@@ -177,8 +177,6 @@ PcrSshCacheKey(PcrSshRequest *req)
 static int
 try_claim(uint64 route, bool *any_worker)
 {
-	int			candidate = -1;
-
 	*any_worker = false;
 	for (int pass = 0; pass < 2; pass++)
 	{
@@ -209,13 +207,14 @@ try_claim(uint64 route, bool *any_worker)
 				return i;
 		}
 	}
-	return candidate;
+	return -1;
 }
 
 /* Give up on a request: free the slot now, or let the worker free it. */
 static void
 abandon(PcrDriverSlot *slot)
 {
+	bool		ours = false;
 	Latch	   *wake = NULL;
 
 	SpinLockAcquire(&slot->mutex);
@@ -224,7 +223,9 @@ abandon(PcrDriverSlot *slot)
 		case SLOT_CLAIMED:
 		case SLOT_REQUESTED:
 		case SLOT_DONE:
-			slot->state = SLOT_IDLE;
+			/* back to CLAIMED: nobody else touches the slot while we wipe it */
+			slot->state = SLOT_CLAIMED;
+			ours = true;
 			break;
 		case SLOT_RUNNING:
 			slot->abandoned = true;
@@ -234,11 +235,15 @@ abandon(PcrDriverSlot *slot)
 			break;
 	}
 	SpinLockRelease(&slot->mutex);
-	/* the worker has not read the request, or is done with it: its key goes */
-	if (wake == NULL)
-		sodium_memzero(slot->req.key, sizeof(slot->req.key));
-	else
+	if (wake)
 		SetLatch(wake);
+	if (!ours)
+		return;
+	/* the worker never read the request, or is done with it: its key goes */
+	sodium_memzero(slot->req.key, sizeof(slot->req.key));
+	SpinLockAcquire(&slot->mutex);
+	slot->state = SLOT_IDLE;
+	SpinLockRelease(&slot->mutex);
 }
 
 /* What the caller's cleanup needs when it errors out or exits mid-call. */
