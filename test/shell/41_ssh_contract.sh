@@ -64,6 +64,14 @@ tap_is "$again" "$(sql -c "SELECT id FROM paperclip.environment_leases WHERE hea
 reused=$(sql -c "SELECT paperclip.environment_probe('$ENV')->'details'->>'reusedSession'")
 tap_is "$reused" true "the next request to the same host, user and key reuses the session"
 
+# sshd restarted under an open session: the liveness check sees it and reconnects
+ssh_lab_restart_sshd "$LAB" || exit 1
+RUN5=$(new_run)
+tap_is "$(sql -c "SELECT status FROM paperclip.acquire_run_lease('$C1', '$ENV', '$RUN5')")" active \
+  "after sshd restarted, a dead pooled session is not used: the acquire reconnects"
+tap_is "$(sql -c "SELECT paperclip.environment_probe('$ENV')->'details'->>'reusedSession'")" true \
+  "the new session is pooled in turn"
+
 rel=$(sql -F '|' -c "SELECT status, coalesce(cleanup_status, 'null'), released_at = now()
                        FROM paperclip.release_run_leases('$RUN')")
 tap_is "$rel" "released|null|t" "release: the lease is released, without cleanup"
