@@ -15,7 +15,9 @@
 
 #include <sodium.h>
 
+#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -229,6 +231,13 @@ api_candidates(char *dst, size_t dstlen)
 	dst[0] = '\0';
 	if (json == NULL || json[0] == '\0')
 		return;
+	/* check the syntax first, so that bad JSON is our 22023, not a parse error */
+	if (pg_parse_json(makeJsonLexContextCstringLen(pstrdup(json), strlen(json), PG_UTF8, true),
+					  &nullSemAction) != JSON_SUCCESS)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("invalid %s: must be a JSON array of URLs", source),
+				 errdetail("The value is not valid JSON.")));
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 	if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb))
 		ereport(ERROR,

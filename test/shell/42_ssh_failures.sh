@@ -96,6 +96,12 @@ tap_is "$(leases_of "$RUN_C")" 0 "candidates configured, none healthy: nothing w
 set_candidates "[\"http://127.0.0.1:$CLOSED\", \"$HEALTH_URL\"]" || exit 1
 tap_is "$(sql -c "SELECT metadata->>'paperclipApiUrl' FROM paperclip.acquire_run_lease('$C1', '$E_API', '$RUN_C')")" \
   "$HEALTH_URL" "the first healthy candidate is chosen"
+for bad in 'not json' '{"url": "http://x"}' '[1, 2]'; do
+  set_candidates "$bad" || exit 1
+  tap_is "$(sql_error -c "SELECT * FROM paperclip.acquire_run_lease('$C1', '$E_API', '$(new_run)')")" \
+    "22023: invalid paperclip.runtime_api_candidates: must be a JSON array of URLs" \
+    "candidates $bad: 22023 before any connection"
+done
 set_candidates '' || exit 1
 RUN_D=$(new_run)
 tap_is "$(sql -c "SELECT jsonb_typeof(metadata->'paperclipApiUrl') FROM paperclip.acquire_run_lease('$C1', '$E_API', '$RUN_D')")" \
