@@ -239,6 +239,18 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.environment_probe(uuid) IS
     'check that an environment can be used (ssh: connect, verify the host key and the workspace); returns {ok, driver, summary, details}, failures are reported, not raised';
 
+CREATE FUNCTION paperclip.driver_workers_status(
+    OUT worker integer,
+    OUT pid integer,
+    OUT state text,
+    OUT requests_served bigint,
+    OUT pooled_sessions integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_driver_workers_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 2;
+COMMENT ON FUNCTION paperclip.driver_workers_status() IS
+    'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, ssh sessions it keeps open';
+
 -- the background reconciler (SPEC §6)
 CREATE FUNCTION paperclip.reconciler_status(
     OUT state text,
@@ -463,7 +475,8 @@ TO paperclip_admin;
 GRANT INSERT ON paperclip.environments TO paperclip_admin;
 GRANT EXECUTE ON FUNCTION
     paperclip.reconciler_status(),
-    paperclip.reconciler_wake()
+    paperclip.reconciler_wake(),
+    paperclip.driver_workers_status()
 TO paperclip_admin;
 
 ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@
 
 #include <sodium.h>
 
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -39,6 +40,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -86,6 +88,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static PcrDriverSlot *my_slot = NULL;
 
 PGDLLEXPORT void pcr_driver_worker_main(Datum arg);
+
+PG_FUNCTION_INFO_V1(pcr_driver_workers_status);
 
 static Size
 pool_size(void)
@@ -365,6 +369,64 @@ PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 				 errmsg_internal("%s", resp->message),
 				 resp->detail[0] ? errdetail_internal("%s", resp->detail) : 0,
 				 resp->hint[0] ? errhint("%s", resp->hint) : 0));
+}
+
+/* ------------------------------------------------------------------------
+ * For operators: paperclip.driver_workers_status()
+ * ------------------------------------------------------------------------ */
+static const char *
+slot_state_name(PcrSlotState state)
+{
+	switch (state)
+	{
+		case SLOT_IDLE:
+			return "idle";
+		case SLOT_CLAIMED:
+			return "claimed";
+		case SLOT_REQUESTED:
+			return "requested";
+		case SLOT_RUNNING:
+			return "running";
+		case SLOT_DONE:
+			return "done";
+	}
+	return "unknown";
+}
+
+Datum
+pcr_driver_workers_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (pool == NULL)
+		return (Datum) 0;
+	for (int i = 0; i < pool->nslots; i++)
+	{
+		PcrDriverSlot *slot = &pool->slots[i];
+		Datum		values[5];
+		bool		nulls[5] = {false};
+		pid_t		pid;
+		PcrSlotState state;
+		uint64		served;
+		int			sessions;
+
+		SpinLockAcquire(&slot->mutex);
+		pid = slot->worker_pid;
+		state = slot->state;
+		served = slot->served;
+		sessions = slot->nadvertised;
+		SpinLockRelease(&slot->mutex);
+
+		values[0] = Int32GetDatum(i);
+		values[1] = Int32GetDatum((int32) pid);
+		nulls[1] = pid == 0;
+		values[2] = CStringGetTextDatum(pid == 0 && state == SLOT_IDLE ? "stopped" : slot_state_name(state));
+		values[3] = Int64GetDatum((int64) served);
+		values[4] = Int32GetDatum(sessions);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 /* ------------------------------------------------------------------------

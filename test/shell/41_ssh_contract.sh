@@ -64,6 +64,10 @@ tap_is "$again" "$(sql -c "SELECT id FROM paperclip.environment_leases WHERE hea
 reused=$(sql -c "SELECT paperclip.environment_probe('$ENV')->'details'->>'reusedSession'")
 tap_is "$reused" true "the next request to the same host, user and key reuses the session"
 
+tap_is "$(sql -c "SELECT sum(requests_served) > 0 AND sum(pooled_sessions) >= 1
+                    FROM paperclip.driver_workers_status()")" t \
+  "driver_workers_status shows requests served and the pooled session"
+
 # sshd restarted under an open session: the liveness check sees it and reconnects
 ssh_lab_restart_sshd "$LAB" || exit 1
 RUN5=$(new_run)

@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(27);
+SELECT plan(31);
 
 SELECT has_function('paperclip', 'environment_probe', ARRAY['uuid'], 'environment_probe(uuid) exists');
 SELECT function_returns('paperclip', 'environment_probe', ARRAY['uuid'], 'jsonb', 'environment_probe returns jsonb');
@@ -100,6 +100,18 @@ SELECT is((SELECT count(*)::int FROM pg_stat_activity
 SELECT is((SELECT count(*)::int FROM pg_stat_activity
             WHERE backend_type = 'paperclip driver' AND datname IS NOT NULL), 0,
           'driver workers hold no database connection (DROP DATABASE is never blocked)');
+
+SELECT is((SELECT count(*)::int FROM paperclip.driver_workers_status()),
+          current_setting('paperclip.driver_workers')::int,
+          'driver_workers_status: one row per driver worker');
+SELECT results_eq($$SELECT pid FROM paperclip.driver_workers_status() ORDER BY pid$$,
+                  $$SELECT pid FROM pg_stat_activity WHERE backend_type = 'paperclip driver' ORDER BY pid$$,
+                  'driver_workers_status: the pids of the running workers');
+SELECT ok((SELECT bool_and(state = 'idle') FROM paperclip.driver_workers_status()),
+          'driver_workers_status: between requests every worker is idle');
+SELECT ok(NOT has_function_privilege('public', 'paperclip.driver_workers_status()', 'EXECUTE')
+          AND has_function_privilege('paperclip_admin', 'paperclip.driver_workers_status()', 'EXECUTE'),
+          'driver_workers_status: for paperclip_admin, not PUBLIC');
 
 SELECT * FROM finish();
 ROLLBACK;
