@@ -441,9 +441,13 @@ hostkey_fingerprint(SshConn *c, char *out, size_t outlen)
 	snprintf(out, outlen, "SHA256:%s", b64);
 }
 
-/* Verify the session's host key against this request (again, on reuse). */
-static void
-check_host_key(SshConn *c, const PcrSshRequest *req, PcrSshResponse *resp)
+/*
+ * Verify the session's host key against this request.  With raise = false
+ * (a pooled session about to be reused) a failure only returns false: the
+ * host may have been re-keyed since, and a new session is checked in full.
+ */
+static bool
+check_host_key(SshConn *c, const PcrSshRequest *req, PcrSshResponse *resp, bool raise)
 {
 	LIBSSH2_KNOWNHOSTS *kh;
 	const char *p;
@@ -453,7 +457,9 @@ check_host_key(SshConn *c, const PcrSshRequest *req, PcrSshResponse *resp)
 	strlcpy(resp->host_key_type, hostkey_type_name(c->hostkey_type), sizeof(resp->host_key_type));
 	hostkey_fingerprint(c, resp->host_key_sha256, sizeof(resp->host_key_sha256));
 	if (!req->strict_host_key_checking)
-		return;
+		return true;
+	if (req->known_hosts[0] == '\0' && !raise)
+		return false;
 	if (req->known_hosts[0] == '\0')
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_TRANSPORT),
@@ -490,7 +496,9 @@ check_host_key(SshConn *c, const PcrSshRequest *req, PcrSshResponse *resp)
 	libssh2_knownhost_free(kh);
 
 	if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH)
-		return;
+		return true;
+	if (!raise)
+		return false;
 	if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_TRANSPORT),
@@ -560,7 +568,7 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	memcpy(c->hostkey, key, keylen);
 	c->hostkey_len = keylen;
-	check_host_key(c, req, resp);
+	(void) check_host_key(c, req, resp, true);
 
 	if (!req->has_key)
 		ereport(ERROR,
@@ -877,16 +885,13 @@ PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
 	if (c != NULL)
 	{
 		current = c;
-		if (!conn_alive(c))
+		if (!conn_alive(c) || !check_host_key(c, req, resp, false))
 		{
 			drop_conn(c);
 			c = NULL;
 		}
 		else
-		{
-			check_host_key(c, req, resp);
 			resp->reused_session = true;
-		}
 	}
 	if (c == NULL)
 		c = open_conn(req, resp);

@@ -64,6 +64,31 @@ tap_is "$(sql_error -c "SELECT * FROM paperclip.acquire_run_lease('$C1', '$E_REK
   "08001: host key of \"$WHERE\" does not match knownHosts" \
   "an open session is not reused once knownHosts no longer matches its host key"
 
+# the host is re-keyed (sshd reloads, old sessions live on) and knownHosts follows:
+# the pooled session, still on the old key, is replaced rather than refused
+E_ROT=00000000-0000-0000-0000-000000004213
+ssh_env $E_ROT rotated
+sql -c "SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$E_ROT', '$(new_run)')" >/dev/null
+ssh-keygen -q -t ed25519 -N '' -C lab-host-2 -f "$LAB/host2_ed25519" </dev/null >/dev/null
+cp -p "$LAB/host_ed25519" "$LAB/host1_ed25519"
+cp -p "$LAB/host_ed25519.pub" "$LAB/host1_ed25519.pub"
+rekey() {   # rekey <key file>: sshd serves that host key from now on
+  cp -p "$1" "$LAB/host_ed25519"
+  cp -p "$1.pub" "$LAB/host_ed25519.pub"
+  kill -HUP "$SSH_LAB_SSHD_PID"
+  sleep 0.5
+}
+rekey "$LAB/host2_ed25519"
+sql -v kh="[127.0.0.1]:$SSH_LAB_PORT $(cut -d' ' -f1,2 "$LAB/host2_ed25519.pub")" <<SQL
+UPDATE paperclip.environments SET config = config || jsonb_build_object('knownHosts', :'kh')
+ WHERE id = '$E_ROT';
+SQL
+tap_is "$(sql -c "SELECT status FROM paperclip.acquire_run_lease('$C1', '$E_ROT', '$(new_run)')")" active \
+  "host re-keyed and knownHosts updated: the pooled session on the old key is replaced"
+tap_is "$(sql -c "SELECT paperclip.environment_probe('$E_ROT')->'details'->>'hostKeyFingerprint'")" \
+  "$(ssh-keygen -lf "$LAB/host2_ed25519.pub" | cut -d' ' -f2)" "the session now presents the new host key"
+rekey "$LAB/host1_ed25519"
+
 # ---------------------------------------------------------------- client key
 E_BAD_KEY=00000000-0000-0000-0000-000000004206
 ssh_env $E_BAD_KEY bad-client-key '{}' "$BAD_KEY_SECRET"
