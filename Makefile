@@ -24,6 +24,8 @@ OBJS = \
 	src/reconcile_steps.o \
 	src/worker.o \
 	src/ssh_client.o \
+	src/ssh_workspace.o \
+	src/ssh_api.o \
 	src/probe.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql

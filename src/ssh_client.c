@@ -1,13 +1,11 @@
 /*
- * ssh_client.c — libssh2 in non-blocking mode, every wait on the latch
+ * ssh_client.c — libssh2 sessions in non-blocking mode, every wait on the latch
  *
  * Runs in a driver worker.  One request: TCP connect (bounded by
  * paperclip.ssh_connect_timeout), handshake, host key checked against the
  * request's knownHosts, public-key authentication with the key from the
- * request, then SFTP only — the workspace is created component by component
- * and canonicalised with SFTP realpath, so no remote shell ever parses it —
- * and the paperclip API candidates are tried through direct-tcpip channels,
- * i.e. from the remote host's point of view.
+ * request; then the workspace over SFTP only (ssh_workspace.c) and the
+ * paperclip API candidates through direct-tcpip channels (ssh_api.c).
  *
  * Sessions stay open in this process (never in shared memory) between
  * requests for the same host, port, user and key; before reuse the host key
@@ -18,9 +16,8 @@
 #include "pcr.h"
 #include "worker.h"
 #include "ssh_client.h"
+#include "ssh_session.h"
 
-#include <libssh2.h>
-#include <libssh2_sftp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,7 +27,6 @@
 #include <unistd.h>
 
 #include "common/base64.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -39,23 +35,6 @@
 #define PCR_SSH_MAX_SESSIONS	8
 #define PCR_SSH_IDLE_TIMEOUT_MS 60000
 #define PCR_SSH_LIVENESS_MS		2000
-#define PCR_SSH_TIMED_OUT		(-1000)
-
-typedef struct SshConn
-{
-	bool		used;
-	uint8		cache_key[PCR_SSH_CACHE_KEY_LEN];
-	uint64		route_hash;
-	pgsocket	sock;
-	LIBSSH2_SESSION *session;
-	LIBSSH2_SFTP *sftp;
-	int			hostkey_type;
-	size_t		hostkey_len;
-	char	   *hostkey;		/* malloc'd copy of the server's key blob */
-	TimestampTz last_used;
-	bool		broken;			/* a channel could not be closed in time: do not reuse */
-	char		where[PCR_SSH_HOST_MAX + 16];	/* host:port, for messages */
-} SshConn;
 
 static SshConn conns[PCR_SSH_MAX_SESSIONS];
 static SshConn *current = NULL;		/* the session of the running request */
@@ -75,9 +54,8 @@ latch_woke(void)
 	PcrWorkerCheckAbandoned();
 }
 
-/* Wait until libssh2 can go on; false when the deadline has passed. */
-static bool
-ssh_wait(SshConn *c, TimestampTz deadline)
+bool
+PcrSshWait(SshConn *c, TimestampTz deadline)
 {
 	int			dirs = libssh2_session_block_directions(c->session);
 	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
@@ -96,21 +74,6 @@ ssh_wait(SshConn *c, TimestampTz deadline)
 	return true;
 }
 
-/* Repeat a libssh2 call returning int while it asks to wait. */
-#define SSH_RETRY(c, deadline, rc, call) \
-	do { \
-		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) \
-			if (!ssh_wait((c), (deadline))) { (rc) = PCR_SSH_TIMED_OUT; break; } \
-	} while (0)
-
-/* Same for calls returning a pointer (NULL + EAGAIN means wait). */
-#define SSH_RETRY_PTR(c, deadline, ptr, call) \
-	do { \
-		while (((ptr) = (call)) == NULL && \
-			   libssh2_session_last_errno((c)->session) == LIBSSH2_ERROR_EAGAIN) \
-			if (!ssh_wait((c), (deadline))) break; \
-	} while (0)
-
 static const char *
 ssh_cause(SshConn *c)
 {
@@ -122,8 +85,8 @@ ssh_cause(SshConn *c)
 	return (msg && msg[0]) ? msg : "unknown libssh2 error";
 }
 
-static void pg_attribute_noreturn()
-transport_error(SshConn *c, int rc, const char *what, int timeout_ms)
+void
+PcrSshTransportError(SshConn *c, int rc, const char *what, int timeout_ms)
 {
 	if (rc == PCR_SSH_TIMED_OUT)
 		ereport(ERROR,
@@ -470,7 +433,7 @@ check_host_key(SshConn *c, const PcrSshRequest *req, PcrSshResponse *resp, bool 
 
 	kh = libssh2_knownhost_init(c->session);
 	if (kh == NULL)
-		transport_error(c, LIBSSH2_ERROR_ALLOC, "host key check", 0);
+		PcrSshTransportError(c, LIBSSH2_ERROR_ALLOC, "host key check", 0);
 	p = req->known_hosts;
 	while (*p)
 	{
@@ -558,11 +521,11 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 	libssh2_session_set_blocking(c->session, 0);
 	SSH_RETRY(c, deadline, rc, libssh2_session_handshake(c->session, c->sock));
 	if (rc != 0)
-		transport_error(c, rc, "handshake", req->connect_timeout_ms);
+		PcrSshTransportError(c, rc, "handshake", req->connect_timeout_ms);
 
 	key = libssh2_session_hostkey(c->session, &keylen, &c->hostkey_type);
 	if (key == NULL || keylen == 0)
-		transport_error(c, LIBSSH2_ERROR_KEX_FAILURE, "handshake", 0);
+		PcrSshTransportError(c, LIBSSH2_ERROR_KEX_FAILURE, "handshake", 0);
 	c->hostkey = malloc(keylen);
 	if (c->hostkey == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -588,287 +551,14 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 				 errmsg("ssh authentication of user \"%s\" on \"%s\" failed", req->username, c->where),
 				 errdetail("The server refused the private key from privateKeySecretRef.")));
 	if (rc != 0)
-		transport_error(c, rc, "authentication", req->connect_timeout_ms);
+		PcrSshTransportError(c, rc, "authentication", req->connect_timeout_ms);
 
 	SSH_RETRY_PTR(c, deadline, c->sftp, libssh2_sftp_init(c->session));
 	if (c->sftp == NULL)
-		transport_error(c, libssh2_session_last_errno(c->session) == LIBSSH2_ERROR_EAGAIN
+		PcrSshTransportError(c, libssh2_session_last_errno(c->session) == LIBSSH2_ERROR_EAGAIN
 						? PCR_SSH_TIMED_OUT : -1, "sftp start", req->connect_timeout_ms);
 	advertise();
 	return c;
-}
-
-/* ------------------------------------------------------------------------
- * Workspace (SFTP only: a path is a path, never shell input)
- * ------------------------------------------------------------------------ */
-/* An SFTP failure: a transport error, or the server's status for path. */
-static void pg_attribute_noreturn()
-sftp_status_error(SshConn *c, int rc, unsigned long status, const char *what, const char *path,
-				  int timeout_ms)
-{
-	if (rc != LIBSSH2_ERROR_SFTP_PROTOCOL)
-		transport_error(c, rc, what, timeout_ms);
-	ereport(ERROR,
-			(errcode(PCR_ERRCODE_REMOTE_IO),
-			 errmsg("could not %s remote workspace path \"%s\" on \"%s\"", what, path, c->where),
-			 errdetail("SFTP status %lu%s.", status,
-					   status == LIBSSH2_FX_PERMISSION_DENIED ? " (permission denied)" :
-					   status == LIBSSH2_FX_NO_SUCH_FILE ? " (no such file)" : "")));
-}
-
-static void pg_attribute_noreturn()
-sftp_error(SshConn *c, int rc, const char *what, const char *path, int timeout_ms)
-{
-	sftp_status_error(c, rc, rc == LIBSSH2_ERROR_SFTP_PROTOCOL ? libssh2_sftp_last_error(c->sftp) : 0,
-					  what, path, timeout_ms);
-}
-
-/* 1 and *is_dir when path exists, 0 when it does not; raises otherwise. */
-static int
-sftp_stat(SshConn *c, const char *path, TimestampTz deadline, int timeout_ms, bool *is_dir)
-{
-	LIBSSH2_SFTP_ATTRIBUTES attrs;
-	int			rc;
-
-	SSH_RETRY(c, deadline, rc,
-			  libssh2_sftp_stat_ex(c->sftp, path, strlen(path), LIBSSH2_SFTP_STAT, &attrs));
-	if (rc == 0)
-	{
-		*is_dir = (attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
-			LIBSSH2_SFTP_S_ISDIR(attrs.permissions);
-		return 1;
-	}
-	if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL)
-	{
-		unsigned long status = libssh2_sftp_last_error(c->sftp);
-
-		if (status == LIBSSH2_FX_NO_SUCH_FILE || status == LIBSSH2_FX_NO_SUCH_PATH)
-			return 0;
-	}
-	sftp_error(c, rc, "inspect", path, timeout_ms);
-}
-
-static void pg_attribute_noreturn()
-not_a_directory(SshConn *c, const char *path)
-{
-	ereport(ERROR,
-			(errcode(PCR_ERRCODE_REMOTE_IO),
-			 errmsg("remote workspace path \"%s\" on \"%s\" is not a directory", path, c->where)));
-}
-
-/* mkdir -p over SFTP: every missing component, mode 0777 less the server's umask. */
-static void
-sftp_mkdir_p(SshConn *c, const char *path, TimestampTz deadline, int timeout_ms)
-{
-	char	   *buf = pstrdup(path);
-	size_t		n = strlen(buf);
-	bool		is_dir;
-
-	if (sftp_stat(c, path, deadline, timeout_ms, &is_dir))
-	{
-		if (!is_dir)
-			not_a_directory(c, path);
-		return;
-	}
-	for (size_t i = 1; i <= n; i++)
-	{
-		int			rc;
-
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		if (buf[i - 1] == '/')
-			continue;			/* "//" or a trailing "/" */
-		buf[i] = '\0';
-		if (sftp_stat(c, buf, deadline, timeout_ms, &is_dir))
-		{
-			if (!is_dir)
-				not_a_directory(c, buf);
-		}
-		else
-		{
-			SSH_RETRY(c, deadline, rc, libssh2_sftp_mkdir_ex(c->sftp, buf, strlen(buf), 0777));
-			if (rc != 0)
-			{
-				unsigned long status = rc == LIBSSH2_ERROR_SFTP_PROTOCOL
-					? libssh2_sftp_last_error(c->sftp) : 0;
-
-				/* a concurrent creator is fine: look again */
-				if (!(sftp_stat(c, buf, deadline, timeout_ms, &is_dir) && is_dir))
-					sftp_status_error(c, rc, status, "create", buf, timeout_ms);
-			}
-		}
-		if (i < n)
-			buf[i] = '/';
-	}
-	pfree(buf);
-}
-
-static void
-sftp_realpath(SshConn *c, const char *path, char *out, size_t outlen,
-			  TimestampTz deadline, int timeout_ms)
-{
-	int			rc;
-
-	SSH_RETRY(c, deadline, rc,
-			  libssh2_sftp_symlink_ex(c->sftp, path, strlen(path), out, outlen - 1,
-									  LIBSSH2_SFTP_REALPATH));
-	if (rc <= 0)
-		sftp_error(c, rc == 0 ? LIBSSH2_ERROR_SFTP_PROTOCOL : rc, "canonicalise", path, timeout_ms);
-	out[rc] = '\0';
-}
-
-/* ------------------------------------------------------------------------
- * paperclipApiUrl: GET <candidate>/api/health through a direct-tcpip channel
- * ------------------------------------------------------------------------ */
-static bool
-parse_http_url(const char *url, char **host, int *port, char **hostport, char **base)
-{
-	const char *p;
-	const char *end;
-
-	if (pg_strncasecmp(url, "http://", 7) != 0)
-		return false;
-	p = url + 7;
-	end = p + strcspn(p, "/?#");
-	*hostport = pnstrdup(p, end - p);
-	*base = pstrdup(end);
-	/* drop a query or fragment, and trailing slashes */
-	(*base)[strcspn(*base, "?#")] = '\0';
-	for (size_t l = strlen(*base); l > 0 && (*base)[l - 1] == '/'; l--)
-		(*base)[l - 1] = '\0';
-	*port = 80;
-	if ((*hostport)[0] == '[')
-	{
-		char	   *rb = strchr(*hostport, ']');
-
-		if (rb == NULL)
-			return false;
-		*host = pnstrdup(*hostport + 1, rb - *hostport - 1);
-		if (rb[1] == ':')
-			*port = atoi(rb + 2);
-	}
-	else
-	{
-		char	   *colon = strrchr(*hostport, ':');
-
-		*host = colon ? pnstrdup(*hostport, colon - *hostport) : pstrdup(*hostport);
-		if (colon)
-			*port = atoi(colon + 1);
-	}
-	return (*host)[0] != '\0' && *port > 0 && *port <= 65535;
-}
-
-/* Free a channel; if that cannot finish in time the session is not reused. */
-static void
-channel_free(SshConn *c, LIBSSH2_CHANNEL *ch, TimestampTz deadline)
-{
-	int			rc;
-
-	SSH_RETRY(c, deadline, rc, libssh2_channel_free(ch));
-	if (rc != 0)
-		c->broken = true;
-}
-
-/* Does GET <url>/api/health answer 2xx from the remote host?  Cause in *cause. */
-static bool
-health_check(SshConn *c, const char *url, int timeout_ms, StringInfo cause)
-{
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	LIBSSH2_CHANNEL *ch;
-	char	   *host;
-	char	   *hostport;
-	char	   *base;
-	char	   *request;
-	char		buf[512];
-	size_t		len = 0;
-	size_t		off = 0;
-	int			port;
-	int			status = 0;
-	ssize_t		n = 0;
-
-	if (!parse_http_url(url, &host, &port, &hostport, &base))
-	{
-		appendStringInfo(cause, "%s: not an http:// URL that can be checked through ssh", url);
-		return false;
-	}
-	SSH_RETRY_PTR(c, deadline, ch,
-				  libssh2_channel_direct_tcpip_ex(c->session, host, port, "127.0.0.1", 22));
-	if (ch == NULL)
-	{
-		int			err = libssh2_session_last_errno(c->session);
-
-		if (err == LIBSSH2_ERROR_EAGAIN)
-			c->broken = true;
-		else if (err != LIBSSH2_ERROR_CHANNEL_FAILURE)
-			transport_error(c, err, "channel open", timeout_ms);
-		appendStringInfo(cause, "%s: %s", url,
-						 err == LIBSSH2_ERROR_EAGAIN ? "timed out" : "the ssh host could not connect to it");
-		return false;
-	}
-
-	request = psprintf("GET %s/api/health HTTP/1.1\r\nHost: %s\r\nUser-Agent: paperclip_runtime\r\n"
-					   "Accept: */*\r\nConnection: close\r\n\r\n", base, hostport);
-	while (off < strlen(request))
-	{
-		SSH_RETRY(c, deadline, n, libssh2_channel_write(ch, request + off, strlen(request) - off));
-		if (n < 0)
-			break;
-		off += n;
-	}
-	/* the status line is all we need */
-	while (off == strlen(request) && len < sizeof(buf) - 1 && memchr(buf, '\n', len) == NULL)
-	{
-		SSH_RETRY(c, deadline, n, libssh2_channel_read(ch, buf + len, sizeof(buf) - 1 - len));
-		if (n < 0 || (n == 0 && libssh2_channel_eof(ch)))
-			break;
-		len += n;
-	}
-	buf[len] = '\0';
-	if (len >= 12 && strncmp(buf, "HTTP/1.", 7) == 0)
-		status = atoi(buf + 9);
-	channel_free(c, ch, deadline);
-
-	if (status >= 200 && status < 300)
-		return true;
-	if (status > 0)
-		appendStringInfo(cause, "%s: /api/health answered %d", url, status);
-	else if (n == PCR_SSH_TIMED_OUT)
-		appendStringInfo(cause, "%s: no answer within %d ms", url, timeout_ms);
-	else
-		appendStringInfo(cause, "%s: no HTTP answer", url);
-	return false;
-}
-
-static void
-discover_api(SshConn *c, const PcrSshRequest *req, PcrSshResponse *resp)
-{
-	StringInfoData causes;
-	const char *p = req->candidates;
-
-	if (*p == '\0')
-		return;					/* none configured: paperclipApiUrl is null */
-	initStringInfo(&causes);
-	while (*p && !c->broken)
-	{
-		size_t		len = strcspn(p, "\n");
-		char	   *url = pnstrdup(p, len);
-
-		if (causes.len > 0)
-			appendStringInfoString(&causes, "; ");
-		if (url[0] && health_check(c, url, req->connect_timeout_ms, &causes))
-		{
-			strlcpy(resp->api_url, url, sizeof(resp->api_url));
-			return;
-		}
-		p += len;
-		if (*p == '\n')
-			p++;
-	}
-	ereport(ERROR,
-			(errcode(PCR_ERRCODE_TRANSPORT),
-			 errmsg("no paperclip API candidate is reachable from ssh host \"%s\"", c->where),
-			 errdetail("%s", causes.data),
-			 errhint("Check paperclip.runtime_api_candidates; each candidate must answer GET /api/health as seen from the remote host.")));
 }
 
 /* ------------------------------------------------------------------------
@@ -879,7 +569,6 @@ PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
 {
 	SshConn    *c = find_conn(req);
 	TimestampTz deadline;
-	bool		is_dir = false;
 
 	current = NULL;
 	if (c != NULL)
@@ -903,20 +592,16 @@ PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->connect_timeout_ms);
 	if (req->op == PCR_OP_SSH_ACQUIRE)
 	{
-		sftp_mkdir_p(c, req->path, deadline, req->connect_timeout_ms);
+		PcrSshMakeWorkspace(c, req->path, deadline, req->connect_timeout_ms);
 		resp->workspace_exists = true;
 	}
-	else if (sftp_stat(c, req->path, deadline, req->connect_timeout_ms, &is_dir))
-	{
-		if (!is_dir)
-			not_a_directory(c, req->path);
-		resp->workspace_exists = true;
-	}
+	else
+		resp->workspace_exists = PcrSshWorkspaceExists(c, req->path, deadline, req->connect_timeout_ms);
 	if (resp->workspace_exists)
-		sftp_realpath(c, req->path, resp->remote_cwd, sizeof(resp->remote_cwd),
-					  deadline, req->connect_timeout_ms);
+		PcrSshRealpath(c, req->path, resp->remote_cwd, sizeof(resp->remote_cwd),
+					   deadline, req->connect_timeout_ms);
 
-	discover_api(c, req, resp);
+	PcrSshDiscoverApi(c, req, resp);
 	c->last_used = GetCurrentTimestamp();
 	if (c->broken)
 		drop_conn(c);
