@@ -6,6 +6,7 @@ MODULE_big = paperclip_runtime
 OBJS = \
 	src/init.o \
 	src/jsonb_util.o \
+	src/spi_util.o \
 	src/driver.o \
 	src/driver_local.o \
 	src/driver_ssh.o \

@@ -107,7 +107,7 @@ CREATE TABLE paperclip.environment_leases (
                                ('ephemeral', 'reuse_by_environment', 'reuse_by_execution_workspace', 'retain_on_failure')),
     provider               text,
     provider_lease_id      text,
-    fence                  bigint      NOT NULL DEFAULT nextval('paperclip.environment_lease_fence_seq'),
+    fence                  bigint      NOT NULL,  -- always drawn from environment_lease_fence_seq by the insert trigger
     acquired_at            timestamptz NOT NULL DEFAULT now(),
     last_used_at           timestamptz NOT NULL DEFAULT now(),
     expires_at             timestamptz,
@@ -126,7 +126,8 @@ CREATE TABLE paperclip.environment_leases (
         REFERENCES paperclip.environments (company_id, id) ON DELETE CASCADE,
     CONSTRAINT environment_leases_heartbeat_run_fkey FOREIGN KEY (company_id, heartbeat_run_id)
         REFERENCES paperclip.heartbeat_runs (company_id, id) ON DELETE SET NULL (heartbeat_run_id),
-    CONSTRAINT environment_leases_released_at_check CHECK (status = 'active' OR released_at IS NOT NULL)
+    CONSTRAINT environment_leases_released_at_check CHECK (status = 'active' OR released_at IS NOT NULL),
+    CONSTRAINT environment_leases_expires_at_check CHECK (status <> 'active' OR expires_at IS NOT NULL)
 );
 ALTER SEQUENCE paperclip.environment_lease_fence_seq OWNED BY paperclip.environment_leases.fence;
 COMMENT ON TABLE paperclip.environment_leases IS 'which run holds which environment; state changes commit with the run''s own';
@@ -134,6 +135,10 @@ COMMENT ON COLUMN paperclip.environment_leases.fence IS 'strictly increasing fen
 
 CREATE UNIQUE INDEX environment_leases_one_active_per_run_environment
     ON paperclip.environment_leases (heartbeat_run_id, environment_id) WHERE status = 'active';
+-- a reusable environment is held by one run at a time, whoever writes the row
+CREATE UNIQUE INDEX environment_leases_one_active_reuse_per_environment
+    ON paperclip.environment_leases (environment_id)
+    WHERE status = 'active' AND lease_policy = 'reuse_by_environment';
 CREATE INDEX environment_leases_active_by_environment
     ON paperclip.environment_leases (environment_id) WHERE status = 'active';
 CREATE INDEX environment_leases_active_expiry
@@ -394,7 +399,7 @@ CREATE TRIGGER environments_refuse_delete_with_active_leases
     FOR EACH ROW EXECUTE FUNCTION paperclip.environments_delete_guard();
 
 CREATE TRIGGER environment_leases_state_guard
-    BEFORE UPDATE OR DELETE ON paperclip.environment_leases
+    BEFORE INSERT OR UPDATE OR DELETE ON paperclip.environment_leases
     FOR EACH ROW EXECUTE FUNCTION paperclip.environment_leases_guard();
 
 ----------------------------------------------------------------------------

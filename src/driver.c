@@ -132,6 +132,6 @@ PcrLeaseTtlSeconds(Jsonb *config)
 
 	if (PcrJsonbGet(config, "leaseTtlSeconds", &v) != NULL && v.type == jbvNumeric &&
 		PcrNumericToInt64(v.val.numeric, &ttl) && ttl >= 1)
-		return ttl;
+		return Min(ttl, PCR_MAX_LEASE_TTL_SECONDS);	/* a row written past validation stays in range */
 	return pcr_lease_ttl_guc;
 }

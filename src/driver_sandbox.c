@@ -101,7 +101,15 @@ sandbox_validate(Jsonb *config)
 	PcrConfigRequireObject("sandbox", config);
 	p = PcrSandboxProviderByName(config_provider_name(config));
 	if (p == NULL)
-		return config;			/* stored as given; acquiring it fails */
+	{
+		/* stored as given (the provider may be loaded later), but the shared fields are checked */
+		PcrJsonbBuilder b;
+
+		PcrJbBegin(&b);
+		PcrConfigAddTtl("sandbox", config, &b);
+		(void) PcrJbFinish(&b);
+		return config;
+	}
 	return p->validate(config);
 }
 

@@ -8,6 +8,7 @@
 #include "pcr.h"
 #include "driver.h"
 #include "lease_lookup.h"
+#include "spi_util.h"
 #include "reconciler.h"
 
 #include "access/htup_details.h"
@@ -34,7 +35,6 @@ typedef enum PcrPlanId
 	PLAN_HOLDER,
 	PLAN_INSERT_LEASE,
 	PLAN_RELEASE,
-	PLAN_MARK_CLEANUP,
 	PLAN_RENEW,
 	PLAN_LEASE_STATUS,
 	PLAN_COMPANY,
@@ -68,7 +68,7 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"   status, lease_policy, provider, provider_lease_id, "
 		"   acquired_at, last_used_at, expires_at, metadata) "
 		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, now(), now(), now() + $9, $10) "
-		"ON CONFLICT (heartbeat_run_id, environment_id) WHERE status = 'active' DO NOTHING "
+		"ON CONFLICT DO NOTHING "
 		"RETURNING l",
 		10, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, JSONBOID}
 	},
@@ -79,13 +79,8 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"       released_at = now(), last_used_at = now(), updated_at = now(), "
 		"       failure_reason = $3, cleanup_status = NULL "
 		" WHERE heartbeat_run_id = $1 AND status = 'active' "
-		"RETURNING l, l.id, l.provider, l.metadata, l.status",
+		"RETURNING l",
 		3, {UUIDOID, TEXTOID, TEXTOID}
-	},
-	[PLAN_MARK_CLEANUP] = {
-		"UPDATE paperclip.environment_leases AS l SET cleanup_status = 'pending' "
-		" WHERE id = $1 RETURNING l",
-		1, {UUIDOID}
 	},
 	[PLAN_RENEW] = {
 		"UPDATE paperclip.environment_leases AS l "
@@ -137,7 +132,7 @@ run_plan(PcrPlanId id, Datum *values, const char *nulls, bool read_only, long li
 		SPI_keepplan(p);
 		plans[id] = p;
 	}
-	rc = SPI_execute_plan(plans[id], values, nulls, read_only, limit);
+	rc = PcrExecutePlanQuietly(plans[id], values, nulls, read_only, limit);
 	if (rc != expected_rc)
 		elog(ERROR, "paperclip query %d failed: %s", (int) id, SPI_result_code_string(rc));
 }
@@ -238,6 +233,28 @@ lock_environment_for_reuse(const pg_uuid_t *environment_id)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
+/* 55P03 when another run holds this reusable environment. */
+static void
+check_holder(const PcrLeaseRequest *req)
+{
+	Datum		values[2];
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
+	run_plan(PLAN_HOLDER, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		Datum		holder = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_HELD),
+				 errmsg("environment \"%s\" is held by heartbeat run %s", req->environment_name,
+						isnull ? "(deleted)" : PcrUuidToCString(DatumGetUUIDP(holder))),
+				 errhint("A reusable sandbox serves one run at a time; release that run's lease first.")));
+	}
+}
+
 Datum
 pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 {
@@ -247,7 +264,6 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	const PcrDriver *driver;
 	const char *policy;
 	PcrAcquireLookup lk;
-	bool		isnull;
 	Datum		values[10];
 	char		nulls[10];
 	Interval   *ttl;
@@ -305,11 +321,13 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
 		values[1] = UUIDPGetDatum(&req.environment_id);
 		run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			elog(ERROR, "active lease vanished while its run was locked");
-		result = return_row(fcinfo, callerctx);
-		SPI_finish();
-		PG_RETURN_DATUM(result);
+		if (SPI_processed > 0)
+		{
+			result = return_row(fcinfo, callerctx);
+			SPI_finish();
+			PG_RETURN_DATUM(result);
+		}
+		/* released while this acquire waited for the run's lock: acquire anew */
 	}
 	req.config = driver->validate(lk.config);
 
@@ -320,19 +338,7 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	if (strcmp(policy, "reuse_by_environment") == 0)
 	{
 		lock_environment_for_reuse(&req.environment_id);
-		values[0] = UUIDPGetDatum(&req.environment_id);
-		values[1] = UUIDPGetDatum(&req.heartbeat_run_id);
-		run_plan(PLAN_HOLDER, values, NULL, false, 1, SPI_OK_SELECT);
-		if (SPI_processed > 0)
-		{
-			Datum		holder = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			ereport(ERROR,
-					(errcode(PCR_ERRCODE_HELD),
-					 errmsg("environment \"%s\" is held by heartbeat run %s", req.environment_name,
-							isnull ? "(deleted)" : PcrUuidToCString(DatumGetUUIDP(holder))),
-					 errhint("A reusable sandbox serves one run at a time; release that run's lease first.")));
-		}
+		check_holder(&req);
 	}
 
 	driver->acquire(&req, &grant);
@@ -364,10 +370,17 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 
 	if (SPI_processed == 0)
 	{
-		/* a concurrent acquire of the same run and environment committed first */
+		/*
+		 * A unique index said no: a concurrent acquire of the same run and
+		 * environment committed first (return its lease), or another run took
+		 * the reusable environment (55P03).  Under REPEATABLE READ a conflict
+		 * with a row this snapshot cannot see has already raised 40001.
+		 */
 		values[0] = UUIDPGetDatum(&req.heartbeat_run_id);
 		values[1] = UUIDPGetDatum(&req.environment_id);
 		run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			check_holder(&req);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -383,15 +396,6 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 /* ------------------------------------------------------------------------
  * release_run_leases
  * ------------------------------------------------------------------------ */
-/* Does releasing this lease leave side effects for a worker (cleanup)? */
-static bool
-lease_needs_cleanup(const char *provider, Jsonb *metadata)
-{
-	const PcrDriver *driver = PcrDriverOfLease(metadata, provider);
-
-	return driver != NULL && driver->release_needs_cleanup(metadata);
-}
-
 Datum
 pcr_release_run_leases(PG_FUNCTION_ARGS)
 {
@@ -437,25 +441,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 		TupleDesc	desc = released->tupdesc;
 		bool		isnull;
 		Datum		row = SPI_getbinval(tup, desc, 1, &isnull);
-		Datum		provider = SPI_getbinval(tup, desc, 3, &isnull);
-		char	   *provider_name = isnull ? NULL : TextDatumGetCString(provider);
-		Datum		metadata = SPI_getbinval(tup, desc, 4, &isnull);
 
-		Jsonb	   *md = isnull ? NULL : DatumGetJsonbP(metadata);
-		char	   *new_status = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
-
-		/*
-		 * Side effects (destroying a sandbox, ...) are done after commit by a
-		 * worker; a retained lease keeps its resource, so it has none.
-		 */
-		if (strcmp(new_status, "retained") != 0 && lease_needs_cleanup(provider_name, md))
-		{
-			Datum		id = SPI_getbinval(tup, desc, 2, &isnull);
-
-			run_plan(PLAN_MARK_CLEANUP, &id, NULL, false, 1, SPI_OK_UPDATE_RETURNING);
-			row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			PcrReconcilerWakeAtCommit();
-		}
 		old = MemoryContextSwitchTo(callerctx);
 		put_row(rsinfo, row);
 		MemoryContextSwitchTo(old);

@@ -17,6 +17,7 @@
  */
 #include "pcr.h"
 #include "lease_lookup.h"
+#include "spi_util.h"
 
 #include "access/genam.h"
 #include "access/table.h"
@@ -91,13 +92,13 @@ lookup_spi(const PcrLeaseRequest *req, PcrAcquireLookup *out)
 	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
 	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
 	values[2] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
-	rc = SPI_execute_plan(keep_plan(&lookup_plan, lookup_sql, 3, types), values, NULL, false, 1);
+	rc = PcrExecutePlanQuietly(keep_plan(&lookup_plan, lookup_sql, 3, types), values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "paperclip lease lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 	{
 		/* no row: the environment alone tells which check fails first */
-		rc = SPI_execute_plan(keep_plan(&env_only_plan, env_only_sql, 2, types), values, NULL, true, 1);
+		rc = PcrExecutePlanQuietly(keep_plan(&env_only_plan, env_only_sql, 2, types), values, NULL, true, 1);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "paperclip environment lookup failed: %s", SPI_result_code_string(rc));
 		out->found_environment = SPI_processed > 0;

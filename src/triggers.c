@@ -7,12 +7,17 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "reconciler.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -51,6 +56,35 @@ text_attr(HeapTuple tuple, Relation rel, const char *name)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/*
+ * Run a driver's validation; if it fails, keep the statement out of the
+ * server log: a config refused for carrying a private key would otherwise be
+ * copied there by log_min_error_statement.
+ */
+static Jsonb *
+validate_hiding_statement(const PcrDriver *driver, Jsonb *config)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	Jsonb	   *result = NULL;
+
+	PG_TRY();
+	{
+		result = driver->validate(config);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->hide_stmt = true;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return result;
+}
+
 /* Validate and normalise environments.config for environments.driver. */
 Datum
 pcr_environments_config_trigger(PG_FUNCTION_ARGS)
@@ -76,7 +110,7 @@ pcr_environments_config_trigger(PG_FUNCTION_ARGS)
 	if (driver == NULL || isnull)
 		return PointerGetDatum(tuple);
 
-	normalised = driver->validate(DatumGetJsonbP(config));
+	normalised = validate_hiding_statement(driver, DatumGetJsonbP(config));
 	newval[0] = JsonbPGetDatum(normalised);
 	cols[0] = config_att;
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1, cols,
@@ -120,23 +154,85 @@ pcr_environments_delete_guard(PG_FUNCTION_ARGS)
 }
 
 /*
- * A terminal lease never becomes active again, a fence never changes, and an
- * active lease is never deleted (it would be lost without a release).
+ * The lease rules that hold whoever writes the row:
+ * - INSERT: the fence is always drawn from the fence sequence here, so a
+ *   later acquisition always has a larger fence, whatever the INSERT said;
+ * - UPDATE: a terminal lease never becomes active again and a fence never
+ *   changes; a lease leaving "active" (other than to "retained") whose
+ *   driver has release side effects gets cleanup_status "pending", and the
+ *   reconciler is woken when the transaction commits;
+ * - DELETE: an active lease is never deleted (it would be lost unreleased).
  */
+static Oid
+fence_sequence_oid(Relation rel)
+{
+	static Oid	seqoid = InvalidOid;
+	static Oid	for_namespace = InvalidOid;
+
+	if (!OidIsValid(seqoid) || for_namespace != RelationGetNamespace(rel) ||
+		!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(seqoid)))
+	{
+		seqoid = get_relname_relid("environment_lease_fence_seq", RelationGetNamespace(rel));
+		for_namespace = RelationGetNamespace(rel);
+		if (!OidIsValid(seqoid))
+			elog(ERROR, "sequence \"environment_lease_fence_seq\" not found");
+	}
+	return seqoid;
+}
+
+static HeapTuple
+lease_set_column(HeapTuple tuple, Relation rel, const char *column, Datum value, bool isnull)
+{
+	int			cols[1] = {attnum_of(rel, column)};
+	Datum		values[1] = {value};
+	bool		nulls[1] = {isnull};
+
+	return heap_modify_tuple_by_cols(tuple, RelationGetDescr(rel), 1, cols, values, nulls);
+}
+
+static bool
+lease_release_needs_cleanup(HeapTuple tuple, Relation rel)
+{
+	bool		isnull;
+	Datum		md = heap_getattr(tuple, attnum_of(rel, "metadata"), RelationGetDescr(rel), &isnull);
+	const PcrDriver *driver = PcrDriverOfLease(isnull ? NULL : DatumGetJsonbP(md),
+											   text_attr(tuple, rel, "provider"));
+
+	return driver != NULL && driver->release_needs_cleanup(isnull ? NULL : DatumGetJsonbP(md));
+}
+
 Datum
 pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = trigger_data(fcinfo, "environment_leases_guard");
 	Relation	rel = td->tg_relation;
 	HeapTuple	oldtup = td->tg_trigtuple;
-	char	   *old_status = text_attr(oldtup, rel, "status");
 	bool		isnull;
 
 	if (!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		elog(ERROR, "environment_leases_guard must be a BEFORE ROW trigger");
 
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
+		int64		fence = nextval_internal(fence_sequence_oid(rel), false);
+		HeapTuple	newtup = lease_set_column(oldtup, rel, "fence", Int64GetDatum(fence), false);
+		char	   *status = text_attr(newtup, rel, "status");
+
+		/* an active lease written without an expiry gets the default TTL */
+		(void) heap_getattr(newtup, attnum_of(rel, "expires_at"), RelationGetDescr(rel), &isnull);
+		if (isnull && status != NULL && strcmp(status, "active") == 0)
+		{
+			TimestampTz expires = GetCurrentTransactionStartTimestamp() +
+				(TimestampTz) pcr_lease_ttl_guc * USECS_PER_SEC;
+
+			newtup = lease_set_column(newtup, rel, "expires_at", TimestampTzGetDatum(expires), false);
+		}
+		return PointerGetDatum(newtup);
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		char	   *old_status = text_attr(oldtup, rel, "status");
+
 		if (strcmp(old_status, "active") == 0)
 			ereport(ERROR,
 					(errcode(PCR_ERRCODE_WRONG_STATE),
@@ -149,6 +245,7 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		HeapTuple	newtup = td->tg_newtuple;
+		char	   *old_status = text_attr(oldtup, rel, "status");
 		char	   *new_status = text_attr(newtup, rel, "status");
 		int			fence_att = attnum_of(rel, "fence");
 		bool		n1,
@@ -167,9 +264,21 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(PCR_ERRCODE_WRONG_STATE),
 					 errmsg("the fence of lease %s cannot change", PcrUuidToCString(DatumGetUUIDP(id)))));
+
+		/* leaving "active": release side effects are the reconciler's, after commit */
+		if (strcmp(old_status, "active") == 0 && new_status && strcmp(new_status, "active") != 0 &&
+			strcmp(new_status, "retained") != 0)
+		{
+			(void) heap_getattr(newtup, attnum_of(rel, "cleanup_status"), RelationGetDescr(rel), &isnull);
+			if (isnull && lease_release_needs_cleanup(newtup, rel))
+			{
+				newtup = lease_set_column(newtup, rel, "cleanup_status", CStringGetTextDatum("pending"), false);
+				PcrReconcilerWakeAtCommit();
+			}
+		}
 		return PointerGetDatum(newtup);
 	}
-	elog(ERROR, "environment_leases_guard must fire on UPDATE or DELETE");
+	elog(ERROR, "environment_leases_guard must fire on INSERT, UPDATE or DELETE");
 	pg_unreachable();
 }
 
@@ -194,7 +303,7 @@ pcr_validate_environment_config(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("invalid %s environment config: \"config\" must be a JSON object", name)));
-	PG_RETURN_JSONB_P(driver->validate(PG_GETARG_JSONB_P(1)));
+	PG_RETURN_JSONB_P(validate_hiding_statement(driver, PG_GETARG_JSONB_P(1)));
 }
 
 Datum

@@ -111,6 +111,11 @@ for t in test/shell/*.sh; do
   cat "$WORK/$name.tap"
   ok=$(grep -cE '^ok [0-9]+' "$WORK/$name.tap" || true)
   notok=$(grep -cE '^not ok [0-9]+' "$WORK/$name.tap" || true)
+  planned=$(grep -oE '^1\.\.[0-9]+' "$WORK/$name.tap" | tail -n 1 | cut -c4-)
+  if [ -z "$planned" ] || [ "$planned" -ne $((ok + notok)) ]; then
+    echo "not ok - $name: planned ${planned:-no} tests, ran $((ok + notok))"
+    notok=$((notok + 1))
+  fi
   if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then
     notok=1
     echo "not ok - $name exited with status $rc"

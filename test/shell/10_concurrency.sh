@@ -34,12 +34,15 @@ storm() {  # storm <name> <sql with %i for the worker index>
   for i in $(seq 1 "$N"); do
     psql -XAtq -v VERBOSITY=verbose -c "SELECT pg_advisory_lock_shared(4242)" -c "${sql//%i/$i}" >"$OUT/$name.$i.out" 2>"$OUT/$name.$i.err" &
   done
+  QUEUED=0
   for _ in $(seq 1 100); do
-    [ "$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted")" = "$N" ] && break
+    QUEUED=$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted")
+    [ "$QUEUED" = "$N" ] && break
     sleep 0.1
   done
   psql -XAtq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
   wait
+  tap_is "$QUEUED" "$N" "$name: all $N sessions were queued at the gate before it opened"
 }
 errors() { cat "$OUT/$1".*.err | grep -v '^$' | sort | uniq -c; }
 results() { cat "$OUT/$1".*.out | grep -v '^$'; }

@@ -129,3 +129,5 @@ is "$out" "ERROR XX001: could not decrypt secret \"s1\" version 1: master key \"
    "the old key alone no longer decrypts anything"
 is "$(q "$K/rot.key" "SET ROLE paperclip_admin; SELECT paperclip.secret_reencrypt_all()")" \
    "ERROR 42501: permission denied for function secret_reencrypt_all" "re-encryption is not for paperclip_admin"
+
+echo "1..$n"

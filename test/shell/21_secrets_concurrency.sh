@@ -68,3 +68,5 @@ for i in $(seq 2 9); do
   [ "$got" = "value-from-session-$i" ] || mismatch=$((mismatch + 1))
 done
 is "$mismatch" "0" "every version resolves to the value of the rotation that created it"
+
+echo "1..$n"

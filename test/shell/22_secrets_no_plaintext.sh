@@ -83,3 +83,5 @@ grep -q "DEBUG:" "$DATA/server.log"
 ok $? "control: the server log was written at debug level"
 grep -q -F "$CONTROL" "$DATA/server.log"
 ok $? "control: a failing statement's text does reach the log"
+
+echo "1..$n"

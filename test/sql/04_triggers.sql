@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(24);
+SELECT plan(28);
 
 CREATE TEMP TABLE held AS
   SELECT r.id AS run_id, (paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
@@ -77,6 +77,27 @@ VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000
 SELECT results_eq($$SELECT lease_policy, status, cleanup_status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000001f4', 'failed', 'x') ORDER BY lease_policy$$,
                   $$VALUES ('ephemeral'::text, 'failed'::text, 'pending'::text), ('retain_on_failure', 'retained', NULL)$$,
                   'a released sandbox lease awaits cleanup; a retained one has none');
+
+-- rows written by hand: the database draws the fence, fills in an expiry, and marks cleanups
+INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
+  ('00000000-0000-0000-0000-0000000001f5', '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1', 'running');
+INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, provider, fence, metadata)
+VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e2', '00000000-0000-0000-0000-0000000001f5', 'gone', 9000000000000,
+        '{"driver": "sandbox", "provider": "gone"}');
+SELECT ok((SELECT fence < 9000000000000 AND fence = (SELECT max(fence) FROM paperclip.environment_leases)
+             FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5'),
+          'an INSERT cannot choose its fence: the sequence draws it');
+SELECT ok((SELECT expires_at = now() + interval '6 hours' FROM paperclip.environment_leases
+            WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5'),
+          'an active lease inserted without expires_at gets the default TTL');
+UPDATE paperclip.environment_leases SET status = 'released', released_at = now()
+ WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5';
+SELECT is((SELECT cleanup_status FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5'),
+          'pending', 'a plain UPDATE releasing a sandbox lease still leaves its cleanup pending');
+SELECT throws_ok($$INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, lease_policy, provider)
+                   SELECT '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', id, 'reuse_by_environment', 'fake'
+                     FROM paperclip.heartbeat_runs WHERE id IN ('00000000-0000-0000-0000-0000000001f3', '00000000-0000-0000-0000-0000000001f5')$$,
+                 '23505', NULL, 'two active reusable leases of one environment are refused by the database');
 
 -- deleting an environment with active leases is refused
 SELECT throws_ok($$DELETE FROM paperclip.environments WHERE id = '00000000-0000-0000-0000-0000000000e1'$$,

@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(42);
+SELECT plan(44);
 
 -- a helper that inserts an environment with a config; every call must fail
 CREATE FUNCTION pg_temp.env(driver text, config text) RETURNS void LANGUAGE sql AS $$
@@ -75,6 +75,10 @@ SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": 7}')$$, '22023',
 SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": ""}')$$, '22023',
                  'invalid sandbox environment config: "provider" must not be empty', 'sandbox: empty provider');
 SELECT throws_ok($$SELECT pg_temp.env('sandbox', '[1, 2]')$$, '22023', NULL, 'sandbox: array config');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "elsewhere", "leaseTtlSeconds": 9e15}')$$, '22023',
+                 NULL, 'sandbox: an unloaded provider''s config still has its TTL checked');
+SELECT is(paperclip.lease_ttl('{"leaseTtlSeconds": 9000000000000000}'), interval '3650 days',
+          'lease_ttl() clamps a TTL that slipped past validation');
 -- driver itself, and updates
 SELECT throws_ok($$SELECT pg_temp.env('docker', '{}')$$, '23514', NULL, 'unknown driver → check violation');
 SELECT throws_ok($$UPDATE paperclip.environments SET config = '{"port": 99999}' WHERE id = '00000000-0000-0000-0000-0000000000e4'$$,

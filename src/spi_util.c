@@ -1,0 +1,59 @@
+/*
+ * spi_util.c — running kept SPI plans without leaking their text into errors
+ */
+#include "pcr.h"
+#include "spi_util.h"
+
+#include "lib/stringinfo.h"
+#include "utils/memutils.h"
+
+/* The context without the lines SPI adds for its statement ("SQL statement ..."). */
+static char *
+context_without_statements(const char *context)
+{
+	StringInfoData buf;
+	const char *line = context;
+
+	initStringInfo(&buf);
+	while (line && *line)
+	{
+		const char *end = strchr(line, '\n');
+		int			len = end ? (int) (end - line) : (int) strlen(line);
+
+		if (strncmp(line, "SQL statement \"", 15) != 0)
+		{
+			if (buf.len > 0)
+				appendStringInfoChar(&buf, '\n');
+			appendBinaryStringInfo(&buf, line, len);
+		}
+		line = end ? end + 1 : NULL;
+	}
+	return buf.len > 0 ? buf.data : NULL;
+}
+
+int
+PcrExecutePlanQuietly(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long limit)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	int			rc = 0;
+
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, values, nulls, read_only, limit);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (edata->context)
+			edata->context = context_without_statements(edata->context);
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return rc;
+}
