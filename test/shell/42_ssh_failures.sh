@@ -9,9 +9,10 @@ cd "$(dirname "$0")/../.."
 . test/fixtures/ssh_env.sh
 
 if ! ssh_lab_available; then
-  tap_skip "sshd is not installed"
+  tap_skip_all "sshd is not installed"
   exit 0
 fi
+tap_plan 31
 LAB=$PCR_WORK/ssh42
 trap 'ssh_db_drop; ssh_lab_stop' EXIT
 ssh_lab_start "$LAB" || exit 1

@@ -10,9 +10,10 @@ cd "$(dirname "$0")/../.."
 . test/fixtures/ssh_env.sh
 
 if ! ssh_lab_available; then
-  tap_skip "sshd is not installed"
+  tap_skip_all "sshd is not installed"
   exit 0
 fi
+tap_plan 22
 LAB=$PCR_WORK/ssh43
 BG=()
 cleanup() {

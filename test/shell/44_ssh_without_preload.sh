@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/cluster.sh
 . test/fixtures/tap.sh
 
+tap_plan 7
 DIR=$PCR_WORK/nopreload
 PORT=$(pcr_free_port)
 trap 'pcr_cluster_stop "$DIR/data" immediate' EXIT

@@ -11,9 +11,10 @@ cd "$(dirname "$0")/../.."
 . test/fixtures/ssh_env.sh
 
 if ! ssh_lab_available; then
-  tap_skip "sshd is not installed"
+  tap_skip_all "sshd is not installed"
   exit 0
 fi
+tap_plan 2
 DIR=$PCR_WORK/ssh45
 LAB=$DIR/lab
 mkdir -p "$DIR"
