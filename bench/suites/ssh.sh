@@ -55,20 +55,20 @@ sleep 0.5
 # company, agent, one run, a warm environment and N fresh ones (key i each)
 {
   cat <<SQL
-INSERT INTO paperclip.companies (id, name) VALUES ('00000000-0000-0000-0000-00000000b5c1', 'bench ssh');
-INSERT INTO paperclip.agents (id, company_id, name) VALUES ('00000000-0000-0000-0000-00000000b5a1', '00000000-0000-0000-0000-00000000b5c1', 'bench');
+INSERT INTO paperclip.companies (id, name) VALUES ('00000000-0000-0000-0000-00000000b6c1', 'bench ssh');
+INSERT INTO paperclip.agents (id, company_id, name) VALUES ('00000000-0000-0000-0000-00000000b6a1', '00000000-0000-0000-0000-00000000b6c1', 'bench');
 INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
-  ('00000000-0000-0000-0000-00000000b5f1', '00000000-0000-0000-0000-00000000b5c1', '00000000-0000-0000-0000-00000000b5a1', 'running');
+  ('00000000-0000-0000-0000-00000000b6f1', '00000000-0000-0000-0000-00000000b6c1', '00000000-0000-0000-0000-00000000b6a1', 'running');
 CREATE TEMP TABLE k (i int, id uuid);
 SQL
   for i in 0 $(seq 1 "$N"); do
     f=$LAB/client_ed25519; [ "$i" -gt 0 ] && f=$LAB/k$i
     echo "\\set key \`cat $f\`"
-    echo "INSERT INTO k SELECT $i, id FROM paperclip.secret_create('00000000-0000-0000-0000-00000000b5c1', 'bench key $i', :'key');"
+    echo "INSERT INTO k SELECT $i, id FROM paperclip.secret_create('00000000-0000-0000-0000-00000000b6c1', 'bench key $i', :'key');"
   done
   cat <<SQL
 INSERT INTO paperclip.environments (id, company_id, name, driver, config)
-SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(46080 + i), 12, '0'))::uuid, '00000000-0000-0000-0000-00000000b5c1',
+SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(46080 + i), 12, '0'))::uuid, '00000000-0000-0000-0000-00000000b6c1',
        'bench ssh ' || i, 'ssh',
        jsonb_build_object('host', '127.0.0.1', 'port', $SSH_LAB_PORT, 'username', '$SSH_LAB_USER',
                           'remoteWorkspacePath', '$LAB/ws/ours-' || i,
@@ -79,8 +79,8 @@ SQL
 } | psql -XAtq -v ON_ERROR_STOP=1 >/dev/null
 
 env_id() { printf '00000000-0000-0000-0000-%012x' $((46080 + $1)); }
-RUN=00000000-0000-0000-0000-00000000b5f1
-C=00000000-0000-0000-0000-00000000b5c1
+RUN=00000000-0000-0000-0000-00000000b6f1
+C=00000000-0000-0000-0000-00000000b6c1
 
 # ours: N acquire+release pairs in one session, timed by psql (client side)
 ours() {   # ours <warm|fresh>
