@@ -440,7 +440,11 @@ GRANT USAGE ON SCHEMA paperclip TO paperclip_agent, paperclip_admin;
 -- paperclip_agent: acquire, renew and release leases; read its company's rows
 GRANT SELECT ON paperclip.companies, paperclip.agents, paperclip.environments,
                 paperclip.heartbeat_runs, paperclip.environment_leases TO paperclip_agent;
-GRANT INSERT, UPDATE ON paperclip.environment_leases TO paperclip_agent;
+GRANT INSERT ON paperclip.environment_leases TO paperclip_agent;
+-- only the columns release and renewal change: an agent cannot re-point a
+-- lease at another run or environment, nor rewrite its provider or history
+GRANT UPDATE (status, released_at, last_used_at, expires_at, updated_at, failure_reason, cleanup_status)
+    ON paperclip.environment_leases TO paperclip_agent;
 GRANT UPDATE ON paperclip.heartbeat_runs TO paperclip_agent;
 GRANT USAGE ON SEQUENCE paperclip.environment_lease_fence_seq TO paperclip_agent, paperclip_admin;
 GRANT EXECUTE ON FUNCTION

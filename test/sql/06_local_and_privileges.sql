@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(28);
+SELECT plan(29);
 
 -- ensure_local_environment
 DELETE FROM paperclip.environments WHERE id = '00000000-0000-0000-0000-0000000000e9';
@@ -39,6 +39,9 @@ SELECT ok(has_function_privilege('paperclip_agent', 'paperclip.release_run_lease
           'paperclip_agent may release');
 SELECT ok(NOT has_table_privilege('paperclip_agent', 'paperclip.environments', 'UPDATE'),
           'paperclip_agent cannot change environments');
+SELECT ok(NOT has_column_privilege('paperclip_agent', 'paperclip.environment_leases', 'heartbeat_run_id', 'UPDATE')
+          AND NOT has_column_privilege('paperclip_agent', 'paperclip.environment_leases', 'provider_lease_id', 'UPDATE'),
+          'paperclip_agent cannot re-point a lease or rewrite its provider lease');
 SELECT ok(has_table_privilege('paperclip_admin', 'paperclip.environments', 'UPDATE'),
           'paperclip_admin administers environments');
 SELECT ok(NOT rolcanlogin, rolname || ' is NOLOGIN') FROM pg_roles WHERE rolname IN ('paperclip_admin', 'paperclip_agent') ORDER BY rolname;
