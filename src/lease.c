@@ -435,6 +435,10 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	released = SPI_tuptable;
 	nreleased = SPI_processed;
 
+	/* the reconciler learns at commit that leases changed (cleanups, sweeps) */
+	if (nreleased > 0)
+		PcrReconcilerWakeAtCommit();
+
 	for (uint64 i = 0; i < nreleased; i++)
 	{
 		HeapTuple	tup = released->vals[i];

@@ -42,6 +42,9 @@
 PG_FUNCTION_INFO_V1(pcr_reconciler_status);
 PG_FUNCTION_INFO_V1(pcr_reconciler_wake);
 
+/* woken passes are at least this far apart (a burst of releases is one pass) */
+#define PCR_WAKE_MIN_GAP_MS 200
+
 #define PCR_RECONCILER_NAME "paperclip reconciler"
 
 /* seconds the postmaster waits before starting the worker again */
@@ -339,6 +342,8 @@ PcrReconcilerMain(Datum main_arg)
 	MemoryContext passcxt;
 	bool		swept = false;
 	TimestampTz next_pass;
+	TimestampTz last_pass_end = 0;
+	bool		wake_pending = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -380,6 +385,8 @@ PcrReconcilerMain(Datum main_arg)
 	{
 		bool		woken;
 		long		timeout;
+		TimestampTz now;
+		TimestampTz wake_due;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -392,16 +399,28 @@ PcrReconcilerMain(Datum main_arg)
 		woken = shared->wake_requested;
 		shared->wake_requested = false;
 		SpinLockRelease(&shared->mutex);
+		if (woken)
+			wake_pending = true;
 
-		if (woken || GetCurrentTimestamp() >= next_pass)
+		/*
+		 * Every committed release wakes us; a burst of them is served by one
+		 * pass at most every PCR_WAKE_MIN_GAP_MS, not by back-to-back passes.
+		 */
+		now = GetCurrentTimestamp();
+		wake_due = TimestampTzPlusMilliseconds(last_pass_end, PCR_WAKE_MIN_GAP_MS);
+		if ((wake_pending && now >= wake_due) || now >= next_pass)
 		{
 			/* the sweep is the first pass that finds the extension */
 			if (reconciler_pass(passcxt, !swept))
 				swept = true;
-			next_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pcr_reconcile_interval);
+			wake_pending = false;
+			last_pass_end = GetCurrentTimestamp();
+			next_pass = TimestampTzPlusMilliseconds(last_pass_end, pcr_reconcile_interval);
+			wake_due = TimestampTzPlusMilliseconds(last_pass_end, PCR_WAKE_MIN_GAP_MS);
 		}
 
-		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_pass);
+		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+												  wake_pending ? Min(next_pass, wake_due) : next_pass);
 		if (timeout > 0)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 timeout, wait_event);

@@ -191,6 +191,27 @@ ok "its commit wakes the reconciler, which attempts the cleanup at once" \
                  WHERE heartbeat_run_id = '00000000-0000-0000-0000-000000000105' AND provider = 'gone'"
 is "$(sql "SELECT passes = $P0 + 1 FROM paperclip.reconciler_status()")" t "…in exactly one more pass"
 
+# any committed release wakes it; a burst of releases is coalesced into few passes
+sql "INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status)
+     SELECT ('00000000-0000-0000-0000-0000000002' || lpad(i::text, 2, '0'))::uuid, '$C1', '$A1', 'running'
+       FROM generate_series(10, 40) i" >/dev/null
+is "$(sql "SELECT count(*) FROM paperclip.heartbeat_runs r, LATERAL paperclip.acquire_run_lease('$C1', '$E_LOCAL', r.id) l
+          WHERE r.id::text LIKE '00000000-0000-0000-0000-0000000002%'")" 31 "31 runs acquire the local environment"
+sleep 0.5
+P1=$(sql "SELECT passes FROM paperclip.reconciler_status()")
+sql "SELECT count(*) FROM paperclip.release_run_leases('00000000-0000-0000-0000-000000000210')" >/dev/null
+ok "a committed release of a lease without side effects wakes the reconciler too" \
+  wait_until 5 "SELECT passes = $P1 + 1 FROM paperclip.reconciler_status()"
+sleep 0.5
+P2=$(sql "SELECT passes FROM paperclip.reconciler_status()")
+for i in $(seq 11 40); do
+  sql "SELECT count(*) FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000002$i')" >/dev/null
+done
+sleep 1
+P3=$(sql "SELECT passes FROM paperclip.reconciler_status()")
+ok "30 releases in a row wake it (passes $P2 → $P3)..." test "$P3" -gt "$P2"
+ok "...but are served by far fewer than 30 passes" test $((P3 - P2)) -lt 15
+
 ok "no PANIC, crash or SPI statement text in the server log" \
   bash -c "! grep -Eq 'PANIC|terminated by signal|SQL statement' '$RDATA/server.log'"
 
