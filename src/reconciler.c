@@ -43,7 +43,7 @@ PG_FUNCTION_INFO_V1(pcr_reconciler_status);
 PG_FUNCTION_INFO_V1(pcr_reconciler_wake);
 
 /* woken passes are at least this far apart (a burst of releases is one pass) */
-#define PCR_WAKE_MIN_GAP_MS 200
+#define PCR_WAKE_MIN_GAP_MS 1000
 
 #define PCR_RECONCILER_NAME "paperclip reconciler"
 
