@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 . test/lib/cluster.sh
 
-scripts/install-deps.sh
+scripts/install-deps.sh valgrind
 PCR_PGBIN=$(pg_config --bindir)
 # PCR_DESTDIR=/some/dir: install into, and run, a private copy of PostgreSQL
 # (as test/run.sh does), so that several checkouts can bench at once

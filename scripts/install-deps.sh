@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages paperclip_runtime needs to build, run and test.
 # Idempotent: does nothing when everything is already installed.
+# Extra package names given as arguments are installed too (bench/run.sh adds valgrind).
 set -euo pipefail
 
 PACKAGES=(
@@ -14,8 +15,10 @@ PACKAGES=(
   openssh-server
   openssh-client
   python3
+  procps
   curl
   bc
+  "$@"
 )
 
 missing=()
