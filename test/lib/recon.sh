@@ -9,7 +9,7 @@
 #   is GOT WANT DESC         TAP line from a comparison
 #   wait_until SECS "SQL"    poll until SQL returns t (0) or the time is up (1)
 #   done_testing             print the plan
-TAP_N=0
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 RDB=${RDB:-pcr}
 
 recon_cluster() {
@@ -35,24 +35,11 @@ sql_file() {
 ok() {
   local desc=$1
   shift
-  TAP_N=$((TAP_N + 1))
-  if "$@"; then
-    echo "ok $TAP_N - $desc"
-  else
-    echo "not ok $TAP_N - $desc"
-  fi
+  "$@"
+  tap_ok $? "$desc"
 }
 
-is() {
-  TAP_N=$((TAP_N + 1))
-  if [ "$1" = "$2" ]; then
-    echo "ok $TAP_N - $3"
-  else
-    echo "not ok $TAP_N - $3"
-    echo "#   got: '$1'"
-    echo "#  want: '$2'"
-  fi
-}
+is() { tap_is "$@"; }
 
 wait_until() {
   local deadline=$((SECONDS + $1)) got
@@ -69,6 +56,4 @@ reconciler_pid() {
   sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paperclip reconciler'" postgres
 }
 
-done_testing() {
-  echo "1..$TAP_N"
-}
+done_testing() { tap_done; }

@@ -6,20 +6,14 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/test/lib/tap.sh"
+. "$ROOT/test/lib/seeded_db.sh"
 
 N=16
 DB=pcr_concurrency
 OUT=$PCR_WORK/concurrency
 mkdir -p "$OUT"
-export PGDATABASE=$DB
-psql -XAtq -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-psql -XAtq -v ON_ERROR_STOP=1 -c "CREATE EXTENSION paperclip_runtime" -f "$ROOT/test/fixtures/seed.sql" >/dev/null
+seeded_db "$DB" || exit 1
 
-C1=00000000-0000-0000-0000-0000000000c1
-E_LOCAL=00000000-0000-0000-0000-0000000000e1
-E_FAKE=00000000-0000-0000-0000-0000000000e2
-E_REUSE=00000000-0000-0000-0000-0000000000e3
-R1=00000000-0000-0000-0000-0000000000f1
 
 # run N copies of SQL at the same instant: all wait on an advisory lock held
 # by a gate session, which is cancelled once all N are queued behind it
@@ -92,16 +86,14 @@ tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environments WHERE compa
   "exactly one local environment was created"
 
 # 6. the same storms through the query path: a role under row-level security
-psql -XAtq -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pcr_test_agent') THEN
-                 CREATE ROLE pcr_test_agent LOGIN IN ROLE paperclip_agent; END IF; END \$\$" >/dev/null
-R2=00000000-0000-0000-0000-0000000000f2
-storm agent_acquire "SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';
+agent_role
+storm agent_acquire "$AS_AGENT
 SELECT id FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R2')"
 tap_is "$(errors agent_acquire)" "" "16 concurrent acquires under row-level security raise no error"
 tap_is "$(results agent_acquire | sort -u | wc -l)" 1 "they all return the same lease"
 tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$R2' AND status = 'active'")" 1 \
   "exactly one active lease exists"
-storm agent_release "SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';
+storm agent_release "$AS_AGENT
 SELECT id FROM paperclip.release_run_leases('$R2')"
 tap_is "$(results agent_release | wc -l)" 1 "16 concurrent releases under row-level security return the lease once"
 
@@ -109,10 +101,10 @@ tap_is "$(results agent_release | wc -l)" 1 "16 concurrent releases under row-le
 #    for the acquire (the run row is locked FOR SHARE), then its trigger
 #    releases the new lease — through both paths
 for who in owner agent; do
-  R=00000000-0000-0000-0000-0000000000f3
-  [ "$who" = agent ] && R=00000000-0000-0000-0000-0000000000f4
+  R=$R3
+  [ "$who" = agent ] && R=$R4
   prefix=""
-  [ "$who" = agent ] && prefix="SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';"
+  [ "$who" = agent ] && prefix=$AS_AGENT
   psql -XAtq -c "BEGIN" -c "$prefix SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R')" \
        -c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null 2>"$OUT/race_$who.err" <<<"" &
   acq=$!
@@ -125,6 +117,7 @@ for who in owner agent; do
   waited=$(echo "$(date +%s.%N) - $start > 0.5" | bc)
   wait $acq $acq2
   tap_is "$waited" 1 "$who: the run's status change waited for the in-flight acquire"
+  tap_is "$(cat "$OUT/race_$who.err")" "" "$who: neither the acquires nor the status change raised an error"
   tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$R' AND status = 'active'")" 0 \
     "$who: no active lease is left on the finished run"
   tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$R' AND status = 'released'")" 1 \

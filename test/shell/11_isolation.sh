@@ -7,29 +7,21 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/test/lib/tap.sh"
+. "$ROOT/test/lib/seeded_db.sh"
 
 DB=pcr_isolation
 OUT=$PCR_WORK/isolation
 mkdir -p "$OUT"
-export PGDATABASE=$DB
-psql -XAtq -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-psql -XAtq -v ON_ERROR_STOP=1 -c "CREATE EXTENSION paperclip_runtime" -f "$ROOT/test/fixtures/seed.sql" >/dev/null
+seeded_db "$DB" || exit 1
 
-C1=00000000-0000-0000-0000-0000000000c1
-E_LOCAL=00000000-0000-0000-0000-0000000000e1
-E_REUSE=00000000-0000-0000-0000-0000000000e3
-R1=00000000-0000-0000-0000-0000000000f1
-R2=00000000-0000-0000-0000-0000000000f2
-R3=00000000-0000-0000-0000-0000000000f3
 active() { psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE status = 'active' AND $1"; }
 
 # 1. REPEATABLE READ: B's snapshot predates A's commit
 for who in owner agent; do
   prefix=""
   if [ "$who" = agent ]; then
-    psql -XAtq -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pcr_test_agent') THEN
-                     CREATE ROLE pcr_test_agent LOGIN IN ROLE paperclip_agent; END IF; END \$\$" >/dev/null
-    prefix="SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';"
+    agent_role
+    prefix=$AS_AGENT
     psql -XAtq -c "SELECT count(*) FROM paperclip.release_run_leases('$R1')" >/dev/null
   fi
   psql -XAtq -v VERBOSITY=verbose >"$OUT/rr_$who.out" 2>"$OUT/rr_$who.err" <<SQL &

@@ -10,9 +10,9 @@ KEYGEN=scripts/pcr-keygen
 DB=pcr_secrets_keys
 K=$PCR_WORK/secrets_keys
 C1=00000000-0000-0000-0000-0000000000c1
-n=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-is() { if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; echo "# got:      '$1'" ; echo "# expected: '$2'"; fi; }
+. test/lib/tap.sh
+ok() { tap_ok "$@"; }   # ok STATUS DESC
+is() { tap_is "$@"; }   # is GOT WANT DESC
 # q KEYFILE SQL — one session with that key file; prints the first result line,
 # or "ERROR <sqlstate>: <message>"
 q() {
@@ -130,4 +130,4 @@ is "$out" "ERROR XX001: could not decrypt secret \"s1\" version 1: master key \"
 is "$(q "$K/rot.key" "SET ROLE paperclip_admin; SELECT paperclip.secret_reencrypt_all()")" \
    "ERROR 42501: permission denied for function secret_reencrypt_all" "re-encryption is not for paperclip_admin"
 
-echo "1..$n"
+tap_done

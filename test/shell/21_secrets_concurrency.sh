@@ -8,9 +8,9 @@ PSQL="$PCR_PGBIN/psql -X -q -A -t -v ON_ERROR_STOP=1"
 DB=pcr_secrets_concurrency
 C1=00000000-0000-0000-0000-0000000000c1
 W=$PCR_WORK/secrets_concurrency
-n=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-is() { if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; echo "# got:      '$1'"; echo "# expected: '$2'"; fi; }
+. test/lib/tap.sh
+ok() { tap_ok "$@"; }   # ok STATUS DESC
+is() { tap_is "$@"; }   # is GOT WANT DESC
 
 rm -rf "$W"; mkdir -p "$W"
 trap '$PCR_PGBIN/dropdb --if-exists "$DB" >/dev/null 2>&1' EXIT
@@ -69,4 +69,4 @@ for i in $(seq 2 9); do
 done
 is "$mismatch" "0" "every version resolves to the value of the rotation that created it"
 
-echo "1..$n"
+tap_done

@@ -13,9 +13,9 @@ PSQL="$PCR_PGBIN/psql -X -q -A -t -v ON_ERROR_STOP=1"
 W=$PCR_WORK/secrets_no_plaintext
 DATA=$W/data
 C1=00000000-0000-0000-0000-0000000000c1
-n=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
-is() { if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; echo "# got:      '$1'"; echo "# expected: '$2'"; fi; }
+. test/lib/tap.sh
+ok() { tap_ok "$@"; }   # ok STATUS DESC
+is() { tap_is "$@"; }   # is GOT WANT DESC
 
 rm -rf "$W"; mkdir -p "$W"; chmod 755 "$W"
 scripts/pcr-keygen "$W/master.key" >/dev/null || exit 1
@@ -84,4 +84,4 @@ ok $? "control: the server log was written at debug level"
 grep -q -F "$CONTROL" "$DATA/server.log"
 ok $? "control: a failing statement's text does reach the log"
 
-echo "1..$n"
+tap_done

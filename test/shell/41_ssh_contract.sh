@@ -4,7 +4,7 @@
 # from the remote host's point of view, release, session reuse.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. test/fixtures/tap.sh
+. test/lib/tap.sh
 . test/fixtures/ssh_lab.sh
 . test/fixtures/ssh_env.sh
 

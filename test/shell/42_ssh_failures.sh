@@ -4,7 +4,7 @@
 # shell metacharacters; environment_probe on a good and a bad ssh environment.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. test/fixtures/tap.sh
+. test/lib/tap.sh
 . test/fixtures/ssh_lab.sh
 . test/fixtures/ssh_env.sh
 

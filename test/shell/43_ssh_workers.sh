@@ -5,7 +5,7 @@
 # free worker.  The caller always gets an error promptly and no lease.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. test/fixtures/tap.sh
+. test/lib/tap.sh
 . test/fixtures/ssh_lab.sh
 . test/fixtures/ssh_env.sh
 

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/cluster.sh
-. test/fixtures/tap.sh
+. test/lib/tap.sh
 
 tap_plan 7
 DIR=$PCR_WORK/nopreload

@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/cluster.sh
-. test/fixtures/tap.sh
+. test/lib/tap.sh
 . test/fixtures/ssh_lab.sh
 . test/fixtures/ssh_env.sh
 
