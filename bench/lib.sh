@@ -61,7 +61,7 @@ bench_compare() {
 # that other jobs on the machine cannot disturb.  Restarts the cluster
 # normally afterwards.
 bench_instructions() {
-  local label=$1 ours=$2 base=$3 n=${4:-600} dir w f best pid
+  local label=$1 ours=$2 base=$3 n=${4:-600} dir w f best
   command -v valgrind >/dev/null || { echo "valgrind missing: no instruction count for $label"; return 0; }
   dir=$(mktemp -d "$BENCH_WORK/cg.XXXXXX"); chmod 777 "$dir"
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$PCR_DATA" -m fast -w stop >/dev/null
@@ -71,11 +71,11 @@ bench_instructions() {
   declare -A ir
   for w in base ours; do
     f=$base; [ "$w" = ours ] && f=$ours
-    pid=$(psql -XAtq -c "SELECT 1" >/dev/null; echo)
     pgbench -n -M prepared -c 1 -j 1 -t "$n" -f "$f" >"$dir/$w.pgbench" 2>&1
     sleep 3
-    # the backend that served pgbench is the callgrind output with the most instructions written since
-    best=$(for c in $(find "$dir" -name 'cg.*' -newer "$dir/$w.pgbench" -o -name 'cg.*' -newer "$dir/server.log" 2>/dev/null | sort -u); do
+    # the backend that served pgbench has exited and written the biggest profile
+    # (earlier winners were moved away; live processes have not written theirs)
+    best=$(for c in "$dir"/cg.*; do
              echo "$(awk '/^summary:/ {print $2}' "$c") $c"; done | sort -n | tail -n 1 | cut -d' ' -f2)
     ir[$w]=$(awk '/^summary:/ {print $2}' "$best")
     mv "$best" "$dir/done.$w"

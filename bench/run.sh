@@ -9,20 +9,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 . test/lib/cluster.sh
 
-scripts/install-deps.sh valgrind
-PCR_PGBIN=$(pg_config --bindir)
-# PCR_DESTDIR=/some/dir: install into, and run, a private copy of PostgreSQL
-# (as test/run.sh does), so that several checkouts can bench at once
-if [ -n "${PCR_DESTDIR:-}" ]; then
-  if [ ! -x "$PCR_DESTDIR$PCR_PGBIN/postgres" ]; then
-    mkdir -p "$PCR_DESTDIR/usr/lib/postgresql" "$PCR_DESTDIR/usr/share/postgresql"
-    cp -a "$(dirname "$PCR_PGBIN")" "$PCR_DESTDIR/usr/lib/postgresql/"
-    cp -a "$(pg_config --sharedir)" "$PCR_DESTDIR/usr/share/postgresql/"
-    chmod -R a+rX "$PCR_DESTDIR"
-  fi
-  PCR_PGBIN=$PCR_DESTDIR$PCR_PGBIN
-fi
-export PCR_PGBIN
+scripts/install-deps.sh valgrind bc curl
+pcr_use_pgbin
 scripts/build-install.sh || exit 1
 
 WORK=$(mktemp -d /tmp/pcr-bench.XXXXXX)

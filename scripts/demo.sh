@@ -18,8 +18,8 @@ ROOT=$PWD
 
 scripts/install-deps.sh
 echo "== building and installing paperclip_runtime"
+pcr_use_pgbin
 scripts/build-install.sh
-PCR_PGBIN=$(pg_config --bindir)
 
 DEMO=${PCR_DEMO_DIR:-/tmp/paperclip-demo}
 if [ -d "$DEMO/data" ]; then

@@ -16,8 +16,6 @@ PACKAGES=(
   openssh-client
   python3
   procps
-  curl
-  bc
   "$@"
 )
 

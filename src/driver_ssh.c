@@ -188,13 +188,7 @@ ssh_check_available(Jsonb *config)
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("invalid ssh environment config: \"privateKeySecretRef\" is required to connect"),
 				 errhint("Store the key with paperclip.secret_create() and reference it with \"privateKeySecretRef\".")));
-	if (!pcr_preloaded || pcr_driver_workers == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("ssh environments need the paperclip driver workers"),
-				 errhint(!pcr_preloaded
-						 ? "Add paperclip_runtime to shared_preload_libraries and restart the server."
-						 : "Set paperclip.driver_workers to at least 1 and restart the server.")));
+	PcrRequireDriverWorkers();
 }
 
 /* Copy a config string into a fixed request field, or raise 22023. */
@@ -305,6 +299,13 @@ ssh_request(const PcrLeaseRequest *req, PcrWorkerOp op)
 
 	PcrJsonbGet(req->config, "privateKeySecretRef", &v);
 	key = PcrSecretResolve(&req->company_id, JsonbValueToJsonb(&v));
+	if (key.len == 0)
+	{
+		PcrPlaintextFree(&key);
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("the secret in privateKeySecretRef is empty, not a private key")));
+	}
 	if (key.len >= sizeof(r->key))
 	{
 		PcrPlaintextFree(&key);
@@ -315,7 +316,6 @@ ssh_request(const PcrLeaseRequest *req, PcrWorkerOp op)
 	}
 	memcpy(r->key, key.data, key.len);
 	r->key_len = key.len;
-	r->has_key = key.len > 0;
 	PcrPlaintextFree(&key);
 	PcrSshCacheKey(r);
 	return r;

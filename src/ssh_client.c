@@ -533,10 +533,6 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 	c->hostkey_len = keylen;
 	(void) check_host_key(c, req, resp, true);
 
-	if (!req->has_key)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_BAD_CONFIG),
-				 errmsg("no private key to authenticate user \"%s\" on \"%s\"", req->username, c->where)));
 	SSH_RETRY(c, deadline, rc,
 			  libssh2_userauth_publickey_frommemory(c->session, req->username, strlen(req->username),
 													NULL, 0, req->key, req->key_len, NULL));

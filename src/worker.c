@@ -269,27 +269,36 @@ call_cleanup(int code, Datum arg)
 	st->slot = NULL;
 }
 
+static bool
+workers_running(void)
+{
+	return pcr_preloaded && pool != NULL && pool->nslots > 0;
+}
+
+/* 55000 with a hint unless driver workers can serve requests. */
+void
+PcrRequireDriverWorkers(void)
+{
+	if (workers_running())
+		return;
+	ereport(ERROR,
+			(errcode(PCR_ERRCODE_WRONG_STATE),
+			 errmsg("paperclip driver workers are not running"),
+			 errhint(!pcr_preloaded
+					 ? "Add paperclip_runtime to shared_preload_libraries and restart the server."
+					 : "Set paperclip.driver_workers to at least 1 and restart the server.")));
+}
+
 void
 PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp)
 {
 	PcrCallState st = {.req = req,.slot = NULL};
 	TimestampTz deadline;
 
-	if (!pcr_preloaded || pool == NULL)
+	if (!workers_running())
 	{
 		sodium_memzero(req->key, sizeof(req->key));
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("paperclip driver workers are not running"),
-				 errhint("Add paperclip_runtime to shared_preload_libraries and restart the server.")));
-	}
-	if (pool->nslots == 0)
-	{
-		sodium_memzero(req->key, sizeof(req->key));
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("paperclip driver workers are not running"),
-				 errhint("Set paperclip.driver_workers to at least 1 and restart the server.")));
+		PcrRequireDriverWorkers();
 	}
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pcr_acquire_timeout);
@@ -469,8 +478,10 @@ worker_exit(int code, Datum arg)
 
 	if (slot == NULL)
 		return;
-	sodium_memzero(slot->req.key, sizeof(slot->req.key));
 	SpinLockAcquire(&slot->mutex);
+	/* a request this worker took: wipe its key (in CLAIMED the caller owns it) */
+	if (slot->state == SLOT_REQUESTED || slot->state == SLOT_RUNNING)
+		sodium_memzero(slot->req.key, sizeof(slot->req.key));
 	if ((slot->state == SLOT_REQUESTED || slot->state == SLOT_RUNNING) && !slot->abandoned)
 	{
 		memset(&slot->resp, 0, sizeof(slot->resp));
@@ -604,9 +615,6 @@ pcr_driver_worker_main(Datum arg)
 	my_slot->worker_latch = MyLatch;
 	my_slot->nadvertised = 0;
 	my_slot->abandoned = false;
-	/* keep an answer not yet collected, or a request handed over meanwhile */
-	if (my_slot->state == SLOT_RUNNING)
-		my_slot->state = SLOT_IDLE;
 	SpinLockRelease(&my_slot->mutex);
 	serve_request(req, resp, workctx);
 

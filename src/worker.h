@@ -42,7 +42,6 @@ typedef struct PcrSshRequest
 	int32		port;
 	int32		connect_timeout_ms;
 	bool		strict_host_key_checking;
-	bool		has_key;
 	uint8		cache_key[PCR_SSH_CACHE_KEY_LEN];	/* keyed hash: host, port, user, key */
 	uint64		route_hash;		/* first bytes of cache_key, for choosing a worker */
 	char		host[PCR_SSH_HOST_MAX];
@@ -82,6 +81,8 @@ extern void PcrDriverWorkersInit(void);
  * worker's own error (SQLSTATE, message, detail) when the request failed.
  * The request's key is zeroed before this returns or raises.
  */
+/* 55000 with a hint unless driver workers can serve requests */
+extern void PcrRequireDriverWorkers(void);
 extern void PcrDriverCall(PcrSshRequest *req, PcrSshResponse *resp);
 
 /* Keyed BLAKE2b of the parts that identify a reusable ssh session. */

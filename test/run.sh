@@ -13,31 +13,10 @@ ROOT=$PWD
 . test/lib/cluster.sh
 
 scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
-PCR_PGBIN=$(pg_config --bindir)
-
-# PCR_DESTDIR=/some/dir runs against a private copy of the PostgreSQL
-# installation (so several checkouts can be tested at once without sharing
-# /usr/lib/postgresql); PostgreSQL finds its lib and share dirs relative to
-# its binaries, so a copied tree works as it is.
-INSTALL_ARGS=()
-if [ -n "${PCR_DESTDIR:-}" ]; then
-  if [ ! -x "$PCR_DESTDIR$PCR_PGBIN/postgres" ]; then
-    mkdir -p "$PCR_DESTDIR/usr/lib/postgresql" "$PCR_DESTDIR/usr/share/postgresql"
-    cp -a "$(dirname "$PCR_PGBIN")" "$PCR_DESTDIR/usr/lib/postgresql/"
-    cp -a "$(pg_config --sharedir)" "$PCR_DESTDIR/usr/share/postgresql/"
-    chmod -R a+rX "$PCR_DESTDIR"
-  fi
-  INSTALL_ARGS=(DESTDIR="$PCR_DESTDIR")
-  PCR_PGBIN=$PCR_DESTDIR$PCR_PGBIN
-fi
-export PCR_PGBIN
+pcr_use_pgbin
 
 echo "== build"
-make clean >/dev/null 2>&1
-if ! make PCR_WERROR=1 >build.log 2>&1; then
-  cat build.log; echo "0 passed, 1 failed"; exit 1
-fi
-make install "${INSTALL_ARGS[@]}" >>build.log 2>&1 || { cat build.log; echo "0 passed, 1 failed"; exit 1; }
+scripts/build-install.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 WORK=$(mktemp -d /tmp/pcr-test.XXXXXX)
 chmod 755 "$WORK"

@@ -65,3 +65,23 @@ pcr_cluster_restart() {
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m "$mode" -w -t 60 restart >/dev/null ||
     { tail -n 50 "$dir/server.log" >&2; return 1; }
 }
+
+# pcr_use_pgbin: set and export PCR_PGBIN for the build's PostgreSQL.  With
+# PCR_DESTDIR=/some/dir, a private copy of the installation is made there
+# (once) and used, so several checkouts can be tested or benched at once
+# without sharing /usr/lib/postgresql: PostgreSQL finds its lib and share
+# dirs relative to its binaries, so a copied tree works as it is.
+# scripts/build-install.sh installs into the same place.
+pcr_use_pgbin() {
+  PCR_PGBIN=$(pg_config --bindir)
+  if [ -n "${PCR_DESTDIR:-}" ]; then
+    if [ ! -x "$PCR_DESTDIR$PCR_PGBIN/postgres" ]; then
+      mkdir -p "$PCR_DESTDIR/usr/lib/postgresql" "$PCR_DESTDIR/usr/share/postgresql"
+      cp -a "$(dirname "$PCR_PGBIN")" "$PCR_DESTDIR/usr/lib/postgresql/"
+      cp -a "$(pg_config --sharedir)" "$PCR_DESTDIR/usr/share/postgresql/"
+      chmod -R a+rX "$PCR_DESTDIR"
+    fi
+    PCR_PGBIN=$PCR_DESTDIR$PCR_PGBIN
+  fi
+  export PCR_PGBIN
+}

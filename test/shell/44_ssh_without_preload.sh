@@ -25,7 +25,7 @@ tap_is "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pa
   "without shared_preload_libraries no driver worker runs"
 tap_is "$(sql_error -c "SELECT * FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
                           '00000000-0000-0000-0000-0000000000e4', '00000000-0000-0000-0000-0000000000f1')")" \
-  "55000: ssh environments need the paperclip driver workers" \
+  "55000: paperclip driver workers are not running" \
   "an ssh acquire fails with 55000"
 hint=$(psql -X -d "$DB" -c "SELECT * FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
           '00000000-0000-0000-0000-0000000000e4', '00000000-0000-0000-0000-0000000000f1')" 2>&1 | grep '^HINT:')
