@@ -363,7 +363,6 @@ ssh_probe(const PcrLeaseRequest *req)
 	PcrSshRequest *r = ssh_request(req, PCR_OP_SSH_PROBE);
 	PcrSshResponse *resp = ssh_call(r);
 	PcrJsonbBuilder details;
-	PcrJsonbBuilder b;
 	char	   *where = psprintf("%s@%s:%d", r->username, host_for_url(r->host), r->port);
 
 	PcrJbBegin(&details);
@@ -380,14 +379,11 @@ ssh_probe(const PcrLeaseRequest *req)
 	PcrJbAddBool(&details, "reusedSession", resp->reused_session);
 	PcrJbAddInt(&details, "elapsedMs", resp->elapsed_ms);
 
-	PcrJbBegin(&b);
-	PcrJbAddBool(&b, "ok", true);
-	PcrJbAddText(&b, "driver", "ssh");
-	PcrJbAddText(&b, "summary", resp->workspace_exists
-				 ? psprintf("connected to %s; workspace %s is ready", where, resp->remote_cwd)
-				 : psprintf("connected to %s; workspace %s will be created on first acquire", where, r->path));
-	PcrJbAddJsonb(&b, "details", PcrJbFinish(&details));
-	return PcrJbFinish(&b);
+	return PcrProbeResult(true, "ssh",
+						  resp->workspace_exists
+						  ? psprintf("connected to %s; workspace %s is ready", where, resp->remote_cwd)
+						  : psprintf("connected to %s; workspace %s will be created on first acquire", where, r->path),
+						  PcrJbFinish(&details));
 }
 
 static bool

@@ -119,20 +119,9 @@ static SPIPlanPtr plans[PLAN_COUNT];
 static void
 run_plan(PcrPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
 {
-	int			rc;
+	int			rc = PcrRunKeptPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
+									(Oid *) plan_defs[id].argtypes, values, nulls, read_only, limit);
 
-	if (plans[id] == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(plan_defs[id].sql, plan_defs[id].nargs,
-									(Oid *) plan_defs[id].argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare paperclip query %d: %s", (int) id,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plans[id] = p;
-	}
-	rc = PcrExecutePlanQuietly(plans[id], values, nulls, read_only, limit);
 	if (rc != expected_rc)
 		elog(ERROR, "paperclip query %d failed: %s", (int) id, SPI_result_code_string(rc));
 }

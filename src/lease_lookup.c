@@ -56,22 +56,6 @@ static const char *env_only_sql =
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr env_only_plan = NULL;
 
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare the paperclip lease lookup: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return *plan;
-}
-
 static char *
 spi_text(int col)
 {
@@ -92,13 +76,13 @@ lookup_spi(const PcrLeaseRequest *req, PcrAcquireLookup *out)
 	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
 	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
 	values[2] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
-	rc = PcrExecutePlanQuietly(keep_plan(&lookup_plan, lookup_sql, 3, types), values, NULL, false, 1);
+	rc = PcrRunKeptPlan(&lookup_plan, lookup_sql, 3, types, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "paperclip lease lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 	{
 		/* no row: the environment alone tells which check fails first */
-		rc = PcrExecutePlanQuietly(keep_plan(&env_only_plan, env_only_sql, 2, types), values, NULL, true, 1);
+		rc = PcrRunKeptPlan(&env_only_plan, env_only_sql, 2, types, values, NULL, true, 1);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "paperclip environment lookup failed: %s", SPI_result_code_string(rc));
 		out->found_environment = SPI_processed > 0;

@@ -10,6 +10,7 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "spi_util.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -23,7 +24,6 @@ PG_FUNCTION_INFO_V1(pcr_environment_probe);
 typedef struct ProbeTarget
 {
 	PcrLeaseRequest req;
-	char	   *status;
 	char	   *driver;
 } ProbeTarget;
 
@@ -39,16 +39,8 @@ load_environment(Datum id, ProbeTarget *t, MemoryContext callerctx)
 	int			rc;
 
 	SPI_connect();
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("SELECT company_id, name, status, driver, config "
-						   "  FROM paperclip.environments WHERE id = $1", 1, types);
-		if (plan == NULL)
-			elog(ERROR, "could not prepare the environment probe query: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-	rc = SPI_execute_plan(plan, &id, NULL, true, 1);
+	rc = PcrRunKeptPlan(&plan, "SELECT company_id, name, driver, config "
+						"  FROM paperclip.environments WHERE id = $1", 1, types, &id, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "environment probe query failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -62,9 +54,8 @@ load_environment(Datum id, ProbeTarget *t, MemoryContext callerctx)
 	memcpy(&t->req.company_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
 	memcpy(&t->req.environment_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
 	t->req.environment_name = SPI_getvalue(tup, desc, 2);
-	t->status = SPI_getvalue(tup, desc, 3);
-	t->driver = SPI_getvalue(tup, desc, 4);
-	t->req.config = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+	t->driver = SPI_getvalue(tup, desc, 3);
+	t->req.config = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 	MemoryContextSwitchTo(old);
 	SPI_finish();
 }

@@ -7,6 +7,7 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "spi_util.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -93,22 +94,15 @@ fake_earlier_lease_exists(const pg_uuid_t *environment_id, const char *provider_
 	Datum		values[3];
 	int			rc;
 
-	if (plan == NULL)
-	{
-		Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
+	Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
 
-		plan = SPI_prepare("SELECT 1 FROM paperclip.environment_leases "
-						   " WHERE environment_id = $1 AND provider_lease_id = $2 "
-						   "   AND status <> 'active' AND metadata->>'image' = $3 LIMIT 1",
-						   3, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
 	values[0] = UUIDPGetDatum((pg_uuid_t *) environment_id);
 	values[1] = CStringGetTextDatum(provider_lease_id);
 	values[2] = CStringGetTextDatum(image);
-	rc = SPI_execute_plan(plan, values, NULL, true, 1);
+	rc = PcrRunKeptPlan(&plan, "SELECT 1 FROM paperclip.environment_leases "
+						" WHERE environment_id = $1 AND provider_lease_id = $2 "
+						"   AND status <> 'active' AND metadata->>'image' = $3 LIMIT 1",
+						3, types, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	return SPI_processed > 0;

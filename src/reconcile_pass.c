@@ -12,6 +12,7 @@
  * but FATAL.
  */
 #include "pcr.h"
+#include "spi_util.h"
 #include "reconciler.h"
 
 #include "access/xact.h"
@@ -69,17 +70,7 @@ int
 PcrReconcilerExecute(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 					 Datum *values, const char *nulls)
 {
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare a reconciler query: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return SPI_execute_plan(*plan, values, nulls, false, 0);
+	return PcrRunKeptPlan(plan, sql, nargs, argtypes, values, nulls, false, 0);
 }
 
 /* ------------------------------------------------------------------------

@@ -14,6 +14,7 @@
  * reach the server log through log_min_error_statement.
  */
 #include "pcr.h"
+#include "spi_util.h"
 #include "secret.h"
 #include "secret_crypto.h"
 #include "secret_ref.h"
@@ -124,20 +125,9 @@ static SPIPlanPtr plans[SPLAN_COUNT];
 static void
 run_plan(SecretPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
 {
-	int			rc;
+	int			rc = PcrRunKeptPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
+									(Oid *) plan_defs[id].argtypes, values, nulls, read_only, limit);
 
-	if (plans[id] == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(plan_defs[id].sql, plan_defs[id].nargs,
-									(Oid *) plan_defs[id].argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare paperclip secret query %d: %s", (int) id,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plans[id] = p;
-	}
-	rc = SPI_execute_plan(plans[id], values, nulls, read_only, limit);
 	if (rc != expected_rc)
 		elog(ERROR, "paperclip secret query %d failed: %s", (int) id, SPI_result_code_string(rc));
 }

@@ -57,3 +57,26 @@ PcrExecutePlanQuietly(SPIPlanPtr plan, Datum *values, const char *nulls, bool re
 	PG_END_TRY();
 	return rc;
 }
+
+SPIPlanPtr
+PcrKeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare a paperclip query: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*slot = p;
+	}
+	return *slot;
+}
+
+int
+PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
+			   Datum *values, const char *nulls, bool read_only, long limit)
+{
+	return PcrExecutePlanQuietly(PcrKeepPlan(slot, sql, nargs, argtypes), values, nulls,
+								 read_only, limit);
+}

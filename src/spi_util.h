@@ -17,4 +17,11 @@
 extern int	PcrExecutePlanQuietly(SPIPlanPtr plan, Datum *values, const char *nulls,
 								  bool read_only, long limit);
 
+/* Prepare sql once per backend into *slot (SPI_keepplan) and return it. */
+extern SPIPlanPtr PcrKeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
+
+/* PcrKeepPlan, then PcrExecutePlanQuietly. */
+extern int	PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
+						   Datum *values, const char *nulls, bool read_only, long limit);
+
 #endif							/* PCR_SPI_UTIL_H */
