@@ -446,7 +446,7 @@ GRANT INSERT ON paperclip.environment_leases TO paperclip_agent;
 GRANT UPDATE (status, released_at, last_used_at, expires_at, updated_at, failure_reason, cleanup_status)
     ON paperclip.environment_leases TO paperclip_agent;
 GRANT UPDATE ON paperclip.heartbeat_runs TO paperclip_agent;
-GRANT USAGE ON SEQUENCE paperclip.environment_lease_fence_seq TO paperclip_agent, paperclip_admin;
+-- no role gets the fence sequence: the lease trigger draws fences itself
 GRANT EXECUTE ON FUNCTION
     paperclip.acquire_run_lease(uuid, uuid, uuid, uuid, uuid, text),
     paperclip.release_run_leases(uuid, text, text),

@@ -14,7 +14,6 @@ static const PcrDriver *const pcr_drivers[] = {
 	&pcr_driver_sandbox,
 };
 
-#define PCR_MAX_LEASE_TTL_SECONDS ((int64) 10 * 365 * 24 * 3600)
 
 const PcrDriver *
 PcrDriverByName(const char *name)
@@ -85,7 +84,7 @@ PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b)
 		ok = ttl >= 1 && ttl <= PCR_MAX_LEASE_TTL_SECONDS;
 	if (!ok)
 		PcrConfigError(driver, "leaseTtlSeconds",
-					   "must be an integer number of seconds between 1 and " INT64_FORMAT,
+					   "must be an integer number of seconds between 1 and %d",
 					   PCR_MAX_LEASE_TTL_SECONDS);
 	PcrJbAddInt(b, "leaseTtlSeconds", ttl);
 }

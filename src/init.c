@@ -54,7 +54,7 @@ _PG_init(void)
 							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomIntVariable("paperclip.lease_ttl",
 							"Default lease time-to-live, unless config.leaseTtlSeconds is set.",
-							NULL, &pcr_lease_ttl_guc, 6 * 3600, 1, 10 * 365 * 24 * 3600,
+							NULL, &pcr_lease_ttl_guc, 6 * 3600, 1, PCR_MAX_LEASE_TTL_SECONDS,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("paperclip.acquire_timeout",
 							"Longest time an acquire waits for a driver worker.",

@@ -9,7 +9,6 @@
 #include "driver.h"
 #include "lease_lookup.h"
 #include "spi_util.h"
-#include "reconciler.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -423,10 +422,6 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	run_plan(PLAN_RELEASE, values, nulls, false, 0, SPI_OK_UPDATE_RETURNING);
 	released = SPI_tuptable;
 	nreleased = SPI_processed;
-
-	/* the reconciler learns at commit that leases changed (cleanups, sweeps) */
-	if (nreleased > 0)
-		PcrReconcilerWakeAtCommit();
 
 	for (uint64 i = 0; i < nreleased; i++)
 	{

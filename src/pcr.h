@@ -70,6 +70,9 @@ extern bool pcr_preloaded;
 /* run statuses (SPEC §2) */
 extern bool PcrRunStatusIsTerminal(const char *status);
 
+/* the longest lease TTL, whether from config.leaseTtlSeconds or paperclip.lease_ttl */
+#define PCR_MAX_LEASE_TTL_SECONDS 315360000	/* ten years, fits an int GUC */
+
 /* lease TTL for a (normalised) environment config, in seconds */
 extern int64 PcrLeaseTtlSeconds(Jsonb *config);
 

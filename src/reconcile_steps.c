@@ -38,16 +38,15 @@ typedef PcrTransition (*PcrDecideFn) (HeapTuple row, TupleDesc desc);
 
 /*
  * As release_run_leases: a failed retain_on_failure lease is retained, and
- * a released lease whose driver has side effects gets cleanup_status
- * 'pending' (not a retained one: its environment is kept on purpose).  An
- * expiry leaves last_used_at alone: nobody used the lease.
+ * the lease trigger gives a released lease whose driver has side effects
+ * cleanup_status 'pending' (not a retained one: its environment is kept on
+ * purpose).  An expiry leaves last_used_at alone: nobody used the lease.
  */
 static const char *const transition_sql =
 "WITH t AS MATERIALIZED ( "
 "  SELECT l.id, l.lease_policy, "
 "         ($2)[pg_catalog.array_position($1, l.id)] AS status, "
-"         ($3)[pg_catalog.array_position($1, l.id)] AS reason, "
-"         ($4)[pg_catalog.array_position($1, l.id)] AS cleanup "
+"         ($3)[pg_catalog.array_position($1, l.id)] AS reason "
 "    FROM paperclip.environment_leases AS l "
 "   WHERE l.id = ANY ($1)) "
 "UPDATE paperclip.environment_leases AS l "
@@ -57,9 +56,7 @@ static const char *const transition_sql =
 "       last_used_at = CASE WHEN t.status = 'expired' THEN l.last_used_at ELSE now() END, "
 "       updated_at = now(), "
 "       failure_reason = t.reason, "
-"       cleanup_status = CASE WHEN t.cleanup "
-"                              AND NOT (t.status = 'failed' AND t.lease_policy = 'retain_on_failure') "
-"                             THEN 'pending' END "
+"       cleanup_status = NULL "
 "  FROM t "
 " WHERE l.id = t.id AND l.status = 'active'";
 
@@ -68,13 +65,12 @@ static uint64
 transition_leases(HeapTuple *rows, uint64 nrows, TupleDesc desc, PcrDecideFn decide)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[4] = {UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
-	Datum		values[4];
+	Oid			argtypes[3] = {UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[3];
 	Datum	   *ids = palloc(sizeof(Datum) * nrows);
 	Datum	   *statuses = palloc(sizeof(Datum) * nrows);
 	Datum	   *reasons = palloc(sizeof(Datum) * nrows);
 	bool	   *reason_nulls = palloc(sizeof(bool) * nrows);
-	Datum	   *cleanups = palloc(sizeof(Datum) * nrows);
 	int			n = 0;
 	int			dims[1];
 	int			lbs[1] = {1};
@@ -83,18 +79,13 @@ transition_leases(HeapTuple *rows, uint64 nrows, TupleDesc desc, PcrDecideFn dec
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		PcrTransition t = decide(rows[i], desc);
-		Jsonb	   *metadata;
-		const PcrDriver *driver;
 
 		if (t.status == NULL)
 			continue;
-		metadata = PcrRowJsonb(rows[i], desc, "metadata");
-		driver = PcrDriverOfLease(metadata, PcrRowText(rows[i], desc, "provider"));
 		ids[n] = UUIDPGetDatum(PcrRowUuid(rows[i], desc, "id"));
 		statuses[n] = CStringGetTextDatum(t.status);
 		reason_nulls[n] = t.reason == NULL;
 		reasons[n] = t.reason ? CStringGetTextDatum(t.reason) : (Datum) 0;
-		cleanups[n] = BoolGetDatum(driver != NULL && driver->release_needs_cleanup(metadata));
 		n++;
 	}
 	if (n == 0)
@@ -105,8 +96,7 @@ transition_leases(HeapTuple *rows, uint64 nrows, TupleDesc desc, PcrDecideFn dec
 	values[1] = PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_md_array(reasons, reason_nulls, 1, dims, lbs,
 												   TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(cleanups, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	rc = PcrReconcilerExecute(&plan, transition_sql, 4, argtypes, values, NULL);
+	rc = PcrReconcilerExecute(&plan, transition_sql, 3, argtypes, values, NULL);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not update leases: %s", SPI_result_code_string(rc));
 	return SPI_processed;
@@ -154,8 +144,7 @@ release_batch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 const PcrReconcileStep pcr_step_release_finished_runs = {
 	.name = "release leases of finished runs",
 	.select_sql =
-	"SELECT l.id, l.provider, l.metadata, "
-	"       r.status AS run_status, coalesce(r.error, r.error_code, r.status) AS run_reason "
+	"SELECT l.id, r.status AS run_status, coalesce(r.error, r.error_code, r.status) AS run_reason "
 	"  FROM paperclip.environment_leases AS l "
 	"  LEFT JOIN paperclip.heartbeat_runs AS r "
 	"         ON r.company_id = l.company_id AND r.id = l.heartbeat_run_id "
@@ -195,7 +184,7 @@ expire_batch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
 const PcrReconcileStep pcr_step_expire = {
 	.name = "expire leases",
 	.select_sql =
-	"SELECT id, provider, metadata "
+	"SELECT id "
 	"  FROM paperclip.environment_leases "
 	" WHERE status = 'active' AND expires_at <= now() "
 	"   AND id <> ALL ($1) "

@@ -93,6 +93,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static bool wake_at_commit = false;
+static bool am_reconciler = false;	/* true in the reconciler worker itself */
 static bool xact_callback_registered = false;
 
 /* ------------------------------------------------------------------------
@@ -194,7 +195,8 @@ reconciler_xact_callback(XactEvent event, void *arg)
 void
 PcrReconcilerWakeAtCommit(void)
 {
-	if (shared == NULL)
+	/* not preloaded, or the reconciler's own changes (it needs no reminder) */
+	if (shared == NULL || am_reconciler)
 		return;
 	if (!xact_callback_registered)
 	{
@@ -344,6 +346,8 @@ PcrReconcilerMain(Datum main_arg)
 	TimestampTz next_pass;
 	TimestampTz last_pass_end = 0;
 	bool		wake_pending = false;
+
+	am_reconciler = true;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);

@@ -7,6 +7,7 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "spi_util.h"
 #include "reconciler.h"
 
 #include "access/htup_details.h"
@@ -180,6 +181,41 @@ fence_sequence_oid(Relation rel)
 	return seqoid;
 }
 
+/* The config of the lease's environment (NULL when it cannot be found). */
+static Jsonb *
+environment_config(HeapTuple lease, Relation rel)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+	bool		isnull;
+	Jsonb	   *config = NULL;
+	MemoryContext callerctx = CurrentMemoryContext;
+
+	values[0] = heap_getattr(lease, attnum_of(rel, "environment_id"), RelationGetDescr(rel), &isnull);
+	if (isnull)
+		return NULL;
+	values[1] = heap_getattr(lease, attnum_of(rel, "company_id"), RelationGetDescr(rel), &isnull);
+	if (isnull)
+		return NULL;
+	SPI_connect();
+	if (PcrRunKeptPlan(&plan, "SELECT config FROM paperclip.environments WHERE id = $1 AND company_id = $2",
+					   2, types, values, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(callerctx);
+
+			config = DatumGetJsonbPCopy(d);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+	return config;
+}
+
 static HeapTuple
 lease_set_column(HeapTuple tuple, Relation rel, const char *column, Datum value, bool isnull)
 {
@@ -218,12 +254,12 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 		HeapTuple	newtup = lease_set_column(oldtup, rel, "fence", Int64GetDatum(fence), false);
 		char	   *status = text_attr(newtup, rel, "status");
 
-		/* an active lease written without an expiry gets the default TTL */
+		/* an active lease written without an expiry gets its environment's TTL (§3.4) */
 		(void) heap_getattr(newtup, attnum_of(rel, "expires_at"), RelationGetDescr(rel), &isnull);
 		if (isnull && status != NULL && strcmp(status, "active") == 0)
 		{
 			TimestampTz expires = GetCurrentTransactionStartTimestamp() +
-				(TimestampTz) pcr_lease_ttl_guc * USECS_PER_SEC;
+				(TimestampTz) PcrLeaseTtlSeconds(environment_config(newtup, rel)) * USECS_PER_SEC;
 
 			newtup = lease_set_column(newtup, rel, "expires_at", TimestampTzGetDatum(expires), false);
 		}
@@ -265,16 +301,16 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 					(errcode(PCR_ERRCODE_WRONG_STATE),
 					 errmsg("the fence of lease %s cannot change", PcrUuidToCString(DatumGetUUIDP(id)))));
 
-		/* leaving "active": release side effects are the reconciler's, after commit */
-		if (strcmp(old_status, "active") == 0 && new_status && strcmp(new_status, "active") != 0 &&
-			strcmp(new_status, "retained") != 0)
+		/*
+		 * Leaving "active", by whatever path: release side effects are the
+		 * reconciler's, after commit, and it hears of the change at commit.
+		 */
+		if (strcmp(old_status, "active") == 0 && new_status && strcmp(new_status, "active") != 0)
 		{
+			PcrReconcilerWakeAtCommit();
 			(void) heap_getattr(newtup, attnum_of(rel, "cleanup_status"), RelationGetDescr(rel), &isnull);
-			if (isnull && lease_release_needs_cleanup(newtup, rel))
-			{
+			if (isnull && strcmp(new_status, "retained") != 0 && lease_release_needs_cleanup(newtup, rel))
 				newtup = lease_set_column(newtup, rel, "cleanup_status", CStringGetTextDatum("pending"), false);
-				PcrReconcilerWakeAtCommit();
-			}
 		}
 		return PointerGetDatum(newtup);
 	}
