@@ -95,6 +95,7 @@ tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE
   "exactly one active lease exists"
 storm agent_release "$AS_AGENT
 SELECT id FROM paperclip.release_run_leases('$R2')"
+tap_is "$(errors agent_release)" "" "16 concurrent releases under row-level security raise no error"
 tap_is "$(results agent_release | wc -l)" 1 "16 concurrent releases under row-level security return the lease once"
 
 # 7. a run finishing while an acquire is in flight: the status change waits

@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(28);
+SELECT plan(30);
 
 CREATE TEMP TABLE held AS
   SELECT r.id AS run_id, (paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
@@ -122,6 +122,20 @@ UPDATE paperclip.environments SET driver = 'local', config = '{}' WHERE id = '00
 SELECT results_eq($$SELECT provider, metadata->>'driver', status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000001f3')$$,
                   $$VALUES ('fake'::text, 'sandbox'::text, 'released'::text)$$,
                   'release after the environment changed driver uses the lease''s own driver');
+-- ...which decides the cleanup: a sandbox lease (of a provider that is not loaded) on an
+-- environment that is local by now still awaits its cleanup
+INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, provider, metadata)
+VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f3', 'gone',
+        '{"driver": "sandbox", "provider": "gone"}');
+SELECT is((SELECT cleanup_status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000001f3')),
+          'pending', 'the cleanup follows the lease''s driver (sandbox), not the environment''s (local)');
+-- a lease written by hand without expires_at gets its environment's leaseTtlSeconds
+UPDATE paperclip.environments SET config = '{"leaseTtlSeconds": 120}' WHERE id = '00000000-0000-0000-0000-0000000000e3';
+INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, provider)
+VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f3', 'local');
+SELECT ok((SELECT expires_at = now() + interval '120 seconds' FROM paperclip.environment_leases
+            WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f3' AND status = 'active'),
+          'an active lease inserted without expires_at gets the environment''s leaseTtlSeconds');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -18,8 +18,10 @@ SELECT throws_ok($$SELECT pg_temp.env('local', '"text"')$$, '22023',
 SELECT throws_ok($$SELECT pg_temp.env('local', '{"leaseTtlSeconds": 0}')$$, '22023',
                  'invalid local environment config: "leaseTtlSeconds" must be an integer number of seconds between 1 and 315360000',
                  'local: zero TTL');
-SELECT throws_ok($$SELECT pg_temp.env('local', '{"leaseTtlSeconds": "600"}')$$, '22023', NULL, 'local: TTL as a string');
-SELECT throws_ok($$SELECT pg_temp.env('local', '{"leaseTtlSeconds": 1.5}')$$, '22023', NULL, 'local: fractional TTL');
+SELECT throws_ok($$SELECT pg_temp.env('local', '{"leaseTtlSeconds": "600"}')$$, '22023',
+                 'invalid local environment config: "leaseTtlSeconds" must be an integer number of seconds between 1 and 315360000', 'local: TTL as a string');
+SELECT throws_ok($$SELECT pg_temp.env('local', '{"leaseTtlSeconds": 1.5}')$$, '22023',
+                 'invalid local environment config: "leaseTtlSeconds" must be an integer number of seconds between 1 and 315360000', 'local: fractional TTL');
 -- ssh
 SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"username": "u", "remoteWorkspacePath": "/w"}')$$, '22023',
                  'invalid ssh environment config: "host" is required', 'ssh: missing host');
@@ -34,11 +36,11 @@ SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"host": "h", "port": 0, "username
 SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"host": "h", "port": 65536, "username": "u", "remoteWorkspacePath": "/w"}')$$, '22023',
                  'invalid ssh environment config: "port" must be an integer between 1 and 65535', 'ssh: port 65536');
 SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"host": "h", "port": "22a", "username": "u", "remoteWorkspacePath": "/w"}')$$, '22023',
-                 NULL, 'ssh: non-numeric port string');
+                 'invalid ssh environment config: "port" must be an integer between 1 and 65535', 'ssh: non-numeric port string');
 SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"host": "h", "port": 22.5, "username": "u", "remoteWorkspacePath": "/w"}')$$, '22023',
-                 NULL, 'ssh: fractional port');
+                 'invalid ssh environment config: "port" must be an integer between 1 and 65535', 'ssh: fractional port');
 SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"host": "h", "port": true, "username": "u", "remoteWorkspacePath": "/w"}')$$, '22023',
-                 NULL, 'ssh: boolean port');
+                 'invalid ssh environment config: "port" must be an integer between 1 and 65535', 'ssh: boolean port');
 SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"host": "h", "remoteWorkspacePath": "/w"}')$$, '22023',
                  'invalid ssh environment config: "username" is required', 'ssh: missing username');
 SELECT throws_ok($$SELECT pg_temp.env('ssh', '{"host": "h", "username": 7, "remoteWorkspacePath": "/w"}')$$, '22023',
@@ -74,15 +76,16 @@ SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": 7}')$$, '22023',
                  'invalid sandbox environment config: "provider" must be a string, not number', 'sandbox: numeric provider');
 SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": ""}')$$, '22023',
                  'invalid sandbox environment config: "provider" must not be empty', 'sandbox: empty provider');
-SELECT throws_ok($$SELECT pg_temp.env('sandbox', '[1, 2]')$$, '22023', NULL, 'sandbox: array config');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '[1, 2]')$$, '22023',
+                 'invalid sandbox environment config: "config" must be a JSON object', 'sandbox: array config');
 SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "elsewhere", "leaseTtlSeconds": 9e15}')$$, '22023',
-                 NULL, 'sandbox: an unloaded provider''s config still has its TTL checked');
+                 'invalid sandbox environment config: "leaseTtlSeconds" must be an integer number of seconds between 1 and 315360000', 'sandbox: an unloaded provider''s config still has its TTL checked');
 SELECT is(paperclip.lease_ttl('{"leaseTtlSeconds": 9000000000000000}'), interval '3650 days',
           'lease_ttl() clamps a TTL that slipped past validation');
 -- driver itself, and updates
 SELECT throws_ok($$SELECT pg_temp.env('docker', '{}')$$, '23514', NULL, 'unknown driver → check violation');
-SELECT throws_ok($$UPDATE paperclip.environments SET config = '{"port": 99999}' WHERE id = '00000000-0000-0000-0000-0000000000e4'$$,
-                 '22023', NULL, 'an UPDATE to a bad config is refused too');
+SELECT throws_ok($$UPDATE paperclip.environments SET config = config || '{"port": 99999}' WHERE id = '00000000-0000-0000-0000-0000000000e4'$$,
+                 '22023', 'invalid ssh environment config: "port" must be an integer between 1 and 65535', 'an UPDATE to a bad config is refused too');
 SELECT throws_ok($$UPDATE paperclip.environments SET driver = 'ssh' WHERE id = '00000000-0000-0000-0000-0000000000e1'$$,
                  '22023', 'invalid ssh environment config: "host" is required', 'changing the driver re-validates the config');
 SELECT is((SELECT count(*)::int FROM paperclip.environments WHERE name = 'bad'), 0, 'no bad environment was stored');
