@@ -81,7 +81,7 @@ bench_instructions() {
     mv "$best" "$dir/done.$w"
   done
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$PCR_DATA" -m fast -w stop >/dev/null 2>&1 ||
-    pkill -f "valgrind.*$PCR_DATA" || true
+    kill "$(head -n 1 "$PCR_DATA/postmaster.pid")" 2>/dev/null || true
   sleep 2
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$PCR_DATA" -l "$PCR_DATA/server.log" -w start >/dev/null
   printf '%s: backend instructions per tx: baseline %d, ours %d\n' "$label" "$((ir[base] / n))" "$((ir[ours] / n))"

@@ -2,9 +2,10 @@
  * master_key.c — loading the master keys of paperclip.master_key_file
  *
  * Keys are loaded lazily, once per backend, into one sodium_malloc'd keyring
- * (guarded pages, mlocked, read-only between loads).  Each call checks only
- * that the GUC still names the same file and that the file's stat() is
- * unchanged; the file is read again only when one of them changed.  Nothing
+ * (guarded pages, mlocked, read-only between loads).  A call checks that the
+ * GUC still names the same file and that the file's stat() is unchanged
+ * (secret_resolve trusts a stat() younger than 0.5 s without a system call);
+ * the file is read again only when one of them changed.  Nothing
  * here ever creates a key: scripts/pcr-keygen does, on an operator's command.
  *
  * No key material, and no path to a key file for non-superusers (the GUC is

@@ -6,7 +6,6 @@
 # Target: >= 0.85.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SECS=${BENCH_SECONDS:-10}
 
 psql -XAtq -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 INSERT INTO paperclip.companies (id, name) VALUES ('00000000-0000-0000-0000-00000000b0c1', 'bench');
