@@ -70,23 +70,33 @@ PcrConfigIsCommonKey(const char *key)
 	return strcmp(key, "leaseTtlSeconds") == 0;
 }
 
-/* Validate config.leaseTtlSeconds (a positive integer) and copy it over. */
-void
-PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b)
+/*
+ * Check config.leaseTtlSeconds (a positive integer of at most ten years):
+ * false when absent or null, true with *ttl set, 22023 when invalid.
+ */
+bool
+PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl)
 {
 	JsonbValue	v;
-	int64		ttl;
-	bool		ok = false;
 
 	if (PcrJsonbGet(config, "leaseTtlSeconds", &v) == NULL || v.type == jbvNull)
-		return;
-	if (v.type == jbvNumeric && PcrNumericToInt64(v.val.numeric, &ttl))
-		ok = ttl >= 1 && ttl <= PCR_MAX_LEASE_TTL_SECONDS;
-	if (!ok)
+		return false;
+	if (v.type != jbvNumeric || !PcrNumericToInt64(v.val.numeric, ttl) ||
+		*ttl < 1 || *ttl > PCR_MAX_LEASE_TTL_SECONDS)
 		PcrConfigError(driver, "leaseTtlSeconds",
 					   "must be an integer number of seconds between 1 and %d",
 					   PCR_MAX_LEASE_TTL_SECONDS);
-	PcrJbAddInt(b, "leaseTtlSeconds", ttl);
+	return true;
+}
+
+/* Check config.leaseTtlSeconds and copy it into a normalised config. */
+void
+PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b)
+{
+	int64		ttl;
+
+	if (PcrConfigCheckTtl(driver, config, &ttl))
+		PcrJbAddInt(b, "leaseTtlSeconds", ttl);
 }
 
 void

@@ -86,6 +86,7 @@ extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
 /* Shared config checks (driver.c) */
 extern void PcrConfigRequireObject(const char *driver, Jsonb *config);
+extern bool PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl);
 extern void PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b);
 extern bool PcrConfigIsCommonKey(const char *key);
 extern void PcrConfigError(const char *driver, const char *field, const char *fmt,...) pg_attribute_printf(3, 4) pg_attribute_noreturn();

@@ -10,16 +10,10 @@
 static Jsonb *
 local_validate(Jsonb *config)
 {
-	PcrJsonbBuilder b;
-	JsonbValue	v;
+	int64		ttl;
 
 	PcrConfigRequireObject("local", config);
-	if (PcrJsonbGet(config, "leaseTtlSeconds", &v) == NULL)
-		return config;
-	/* validate the TTL; keep every other key as given */
-	PcrJbBegin(&b);
-	PcrConfigAddTtl("local", config, &b);
-	(void) PcrJbFinish(&b);
+	(void) PcrConfigCheckTtl("local", config, &ttl);	/* every other key is kept as given */
 	return config;
 }
 

@@ -103,11 +103,9 @@ sandbox_validate(Jsonb *config)
 	if (p == NULL)
 	{
 		/* stored as given (the provider may be loaded later), but the shared fields are checked */
-		PcrJsonbBuilder b;
+		int64		ttl;
 
-		PcrJbBegin(&b);
-		PcrConfigAddTtl("sandbox", config, &b);
-		(void) PcrJbFinish(&b);
+		(void) PcrConfigCheckTtl("sandbox", config, &ttl);
 		return config;
 	}
 	return p->validate(config);
