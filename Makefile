@@ -1,6 +1,6 @@
 # paperclip_runtime — PGXS build
 EXTENSION = paperclip_runtime
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = paperclip_runtime
 OBJS = \
