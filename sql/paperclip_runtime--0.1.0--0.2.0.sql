@@ -6,3 +6,24 @@
 -- fresh CREATE EXTENSION of 0.2.0.  Sections are appended per change, each
 -- headed by a comment saying what it is for.
 \echo Use "ALTER EXTENSION paperclip_runtime UPDATE TO '0.2.0'" to load this file. \quit
+
+-- I/O pool (issue 8): driver_workers_status() also shows the operation and
+-- company each worker serves; validate_environment_config() is STABLE, since
+-- its answer depends on which provider libraries the server loaded.
+DROP FUNCTION paperclip.driver_workers_status();
+CREATE FUNCTION paperclip.driver_workers_status(
+    OUT worker integer,
+    OUT pid integer,
+    OUT state text,
+    OUT requests_served bigint,
+    OUT pooled_sessions integer,
+    OUT operation text,
+    OUT company_id uuid)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_driver_workers_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 2;
+COMMENT ON FUNCTION paperclip.driver_workers_status() IS
+    'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, sessions it keeps open (routes it advertises), and the operation and company of the request it serves (null when idle)';
+REVOKE ALL ON FUNCTION paperclip.driver_workers_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paperclip.driver_workers_status() TO paperclip_admin;
+ALTER FUNCTION paperclip.validate_environment_config(text, jsonb) STABLE;

@@ -319,8 +319,8 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	}
 	req.config = driver->validate(lk.config);
 
-	driver->check_available(req.config);
-	policy = driver->lease_policy(req.config);
+	PcrDriverCheckAvailable(driver, req.config);
+	policy = PcrDriverLeasePolicy(driver, req.config);
 
 	/* a reusable environment is held by one run at a time */
 	if (strcmp(policy, "reuse_by_environment") == 0)

@@ -27,6 +27,13 @@
 #define PCR_BGW_FLAGS_CONNECTION 0
 #endif
 
+/* a WaitEventSet the caller frees (PG 16 tracks sets by resource owner, NULL: none) */
+#if PG_VERSION_NUM >= 160000
+#define PcrCreateWaitEventSet(n) CreateWaitEventSet(NULL, (n))
+#else
+#define PcrCreateWaitEventSet(n) CreateWaitEventSet(CurrentMemoryContext, (n))
+#endif
+
 #if PG_VERSION_NUM >= 170000
 #define PcrWaitEventExtension() WaitEventExtensionNew("PaperclipRuntime")
 #else
@@ -51,15 +58,11 @@
 #define PCR_ERRCODE_UNDECRYPTABLE    ERRCODE_DATA_CORRUPTED             /* XX001 */
 
 /* ------------------------------------------------------------------------
- * GUCs (init.c)
+ * GUCs of the core (init.c; the I/O pool and the drivers define their own)
  * ------------------------------------------------------------------------ */
 extern char *pcr_database;
-extern int	pcr_driver_workers;
 extern char *pcr_master_key_file;
 extern int	pcr_lease_ttl_guc;			/* seconds */
-extern int	pcr_acquire_timeout;	/* milliseconds */
-extern int	pcr_ssh_connect_timeout;	/* milliseconds */
-extern char *pcr_runtime_api_candidates;
 extern int	pcr_reconcile_interval; /* milliseconds */
 extern int	pcr_cleanup_max_attempts;
 extern char *pcr_company_id;

@@ -99,7 +99,7 @@ pcr_environment_probe(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		t.req.config = driver->validate(t.req.config);
-		result = driver->probe(&t.req);
+		result = PcrDriverProbe(driver, &t.req);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(callerctx);
 		CurrentResourceOwner = callerowner;

@@ -55,7 +55,9 @@ PcrReconcilerAddStep(const PcrReconcileStep *step)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("reconciler steps can only be added while shared_preload_libraries is processed")));
-	if (step == NULL || step->name == NULL || step->select_sql == NULL || step->process_row == NULL)
+	if (step == NULL || step->name == NULL || step->select_sql == NULL ||
+		(step->process_row == NULL &&
+		 (step->prepare_row == NULL || step->call == NULL || step->record == NULL)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("reconciler step is incomplete")));
@@ -410,6 +412,161 @@ run_batch(PcrPass *pass, int stepno)
 	return result;
 }
 
+/* ------------------------------------------------------------------------
+ * Steps whose rows need I/O: select and commit, call, record
+ * ------------------------------------------------------------------------ */
+typedef struct PcrCallRow
+{
+	pg_uuid_t  *id;
+	void	   *work;
+} PcrCallRow;
+
+/* The select's transaction: copy each row's work out; -1 without the extension. */
+static int64
+select_call_rows(PcrPass *pass, int stepno, PcrCallRow **rows)
+{
+	const PcrReconcileStep *step = steps[stepno];
+	volatile int64 n = 0;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		if (!extension_ready())
+			n = -1;
+		else
+		{
+			Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
+			Datum		values[2];
+			int			rc;
+
+			SPI_connect();
+			values[0] = skip_array(pass);
+			values[1] = Int32GetDatum(PCR_BATCH_SIZE);
+			rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
+			if (rc != SPI_OK_SELECT)
+				elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
+					 step->name, SPI_result_code_string(rc));
+			*rows = MemoryContextAllocZero(pass->cxt, sizeof(PcrCallRow) * Max(SPI_processed, 1));
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				MemoryContext old = MemoryContextSwitchTo(pass->cxt);
+
+				(*rows)[i].id = PcrRowUuid(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, "id");
+				(*rows)[i].work = step->prepare_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+				MemoryContextSwitchTo(old);
+			}
+			n = SPI_processed;
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(pass->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pass_error(pass, step, NULL, edata);
+		FreeErrorData(edata);
+		n = -2;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(pass->cxt);
+	return n;
+}
+
+/* step->call outside any transaction; its error, if any. */
+static ErrorData *
+call_row(const PcrReconcileStep *step, void *work, MemoryContext cxt)
+{
+	ErrorData  *volatile edata = NULL;
+
+	Assert(!IsTransactionState());
+	PG_TRY();
+	{
+		step->call(work);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return edata;
+}
+
+/* step->record in a short transaction of its own; false without the extension. */
+static bool
+record_row(PcrPass *pass, const PcrReconcileStep *step, PcrCallRow *row, ErrorData *call_error)
+{
+	volatile bool ready = true;
+	volatile PcrRowOutcome outcome = PCR_ROW_NOTHING;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		if (!extension_ready())
+			ready = false;
+		else
+		{
+			SPI_connect();
+			outcome = step->record(row->work, call_error);
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		count_outcome(pass->counts, outcome);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(pass->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pass_error(pass, step, row->id, edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(pass->cxt);
+	return ready;
+}
+
+static PcrBatchResult
+run_call_batch(PcrPass *pass, int stepno)
+{
+	const PcrReconcileStep *step = steps[stepno];
+	PcrCallRow *rows = NULL;
+	int64		n = select_call_rows(pass, stepno, &rows);
+
+	if (n == -1)
+		return BATCH_NO_EXTENSION;
+	if (n < 0)
+		return BATCH_FAILED;
+	for (int64 i = 0; i < n; i++)
+	{
+		ErrorData  *call_error;
+
+		CHECK_FOR_INTERRUPTS();
+		if (rows[i].id != NULL)
+			skip_add(pass, rows[i].id);	/* once per pass, whatever happens */
+		call_error = call_row(step, rows[i].work, pass->cxt);
+		if (!record_row(pass, step, &rows[i], call_error))
+			return BATCH_NO_EXTENSION;
+	}
+	return n >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
+}
+
 PcrPassResult
 PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 {
@@ -430,7 +587,7 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
-			r = run_batch(&pass, s);
+			r = steps[s]->call != NULL ? run_call_batch(&pass, s) : run_batch(&pass, s);
 			if (r == BATCH_NO_EXTENSION)
 				return PCR_PASS_NO_EXTENSION;
 		} while (r == BATCH_FULL);

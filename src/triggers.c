@@ -234,7 +234,7 @@ lease_release_needs_cleanup(HeapTuple tuple, Relation rel)
 	const PcrDriver *driver = PcrDriverOfLease(isnull ? NULL : DatumGetJsonbP(md),
 											   text_attr(tuple, rel, "provider"));
 
-	return driver != NULL && driver->release_needs_cleanup(isnull ? NULL : DatumGetJsonbP(md));
+	return driver != NULL && PcrDriverReleaseNeedsCleanup(driver, isnull ? NULL : DatumGetJsonbP(md));
 }
 
 Datum
