@@ -24,6 +24,7 @@ OBJS = \
 	src/reconcile_pass.o \
 	src/reconcile_steps.o \
 	src/util.o \
+	src/vocab.o \
 	src/guc_ceiling.o \
 	src/io_registry.o \
 	src/io_shmem.o \

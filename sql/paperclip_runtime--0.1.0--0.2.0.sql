@@ -27,3 +27,13 @@ COMMENT ON FUNCTION paperclip.driver_workers_status() IS
 REVOKE ALL ON FUNCTION paperclip.driver_workers_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paperclip.driver_workers_status() TO paperclip_admin;
 ALTER FUNCTION paperclip.validate_environment_config(text, jsonb) STABLE;
+
+-- the words C uses (vocab.c) and the registered drivers, for checks against the CHECK constraints
+CREATE FUNCTION paperclip.vocabulary(OUT kind text, OUT name text, OUT terminal boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_vocabulary'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.vocabulary() IS
+    'the status words the C code uses (run_status with terminal, lease_status, lease_policy, cleanup_status, release_status) and the drivers it has; they match the CHECK constraints';
+REVOKE ALL ON FUNCTION paperclip.vocabulary() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paperclip.vocabulary() TO paperclip_admin;

@@ -258,6 +258,14 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 2;
 COMMENT ON FUNCTION paperclip.driver_workers_status() IS
     'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, sessions it keeps open (routes it advertises), and the operation and company of the request it serves (null when idle)';
 
+-- the words C uses (vocab.c) and the registered drivers, for checks against the CHECK constraints
+CREATE FUNCTION paperclip.vocabulary(OUT kind text, OUT name text, OUT terminal boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_vocabulary'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.vocabulary() IS
+    'the status words the C code uses (run_status with terminal, lease_status, lease_policy, cleanup_status, release_status) and the drivers it has; they match the CHECK constraints';
+
 -- the background reconciler (SPEC §6)
 CREATE FUNCTION paperclip.reconciler_status(
     OUT state text,
@@ -487,7 +495,8 @@ GRANT INSERT ON paperclip.environments TO paperclip_admin;
 GRANT EXECUTE ON FUNCTION
     paperclip.reconciler_status(),
     paperclip.reconciler_wake(),
-    paperclip.driver_workers_status()
+    paperclip.driver_workers_status(),
+    paperclip.vocabulary()
 TO paperclip_admin;
 
 ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include "driver.h"
 #include "lease_lookup.h"
 #include "spi_util.h"
+#include "vocab.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -128,13 +129,6 @@ run_plan(PcrPlanId id, Datum *values, const char *nulls, bool read_only, long li
 /* ------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------ */
-bool
-PcrRunStatusIsTerminal(const char *status)
-{
-	return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
-		strcmp(status, "cancelled") == 0 || strcmp(status, "timed_out") == 0;
-}
-
 static char *
 spi_text(int row, int col)
 {
@@ -403,8 +397,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 				 errmsg("release status must not be null"),
 				 errhint("Use released, failed or expired.")));
 	status = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(status, "released") != 0 && strcmp(status, "failed") != 0 &&
-		strcmp(status, "expired") != 0)
+	if (!PcrReleaseStatusIsValid(status))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("invalid release status \"%s\"", status),

@@ -70,9 +70,6 @@ extern char *pcr_company_id;
 /* true when loaded through shared_preload_libraries */
 extern bool pcr_preloaded;
 
-/* run statuses (SPEC §2) */
-extern bool PcrRunStatusIsTerminal(const char *status);
-
 /* the longest lease TTL, whether from config.leaseTtlSeconds or paperclip.lease_ttl */
 #define PCR_MAX_LEASE_TTL_SECONDS 315360000	/* ten years, fits an int GUC */
 

@@ -16,6 +16,7 @@
 #include "pcr.h"
 #include "driver.h"
 #include "reconciler.h"
+#include "vocab.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -121,13 +122,12 @@ decide_release(HeapTuple row, TupleDesc desc)
 	else if (!PcrRunStatusIsTerminal(run_status))
 		return t;
 	/* the rule of paperclip.heartbeat_runs_after_update() */
-	else if (strcmp(run_status, "failed") == 0 || strcmp(run_status, "timed_out") == 0)
-	{
-		t.status = "failed";
-		t.reason = PcrRowText(row, desc, "run_reason");
-	}
 	else
-		t.status = "released";
+	{
+		t.status = PcrLeaseStatusForRun(run_status);
+		if (strcmp(t.status, "failed") == 0)
+			t.reason = PcrRowText(row, desc, "run_reason");
+	}
 	return t;
 }
 
@@ -151,7 +151,7 @@ const PcrReconcileStep pcr_step_release_finished_runs = {
 	"  LEFT JOIN paperclip.heartbeat_runs AS r "
 	"         ON r.company_id = l.company_id AND r.id = l.heartbeat_run_id "
 	" WHERE l.status = 'active' "
-	"   AND (r.id IS NULL OR r.status IN ('succeeded', 'failed', 'cancelled', 'timed_out')) "
+	"   AND (r.id IS NULL OR r.status IN (NULL " PCR_RUN_TERMINAL_SQL ")) "
 	"   AND l.id <> ALL ($1) "
 	" LIMIT $2 "
 	"   FOR UPDATE OF l SKIP LOCKED",
