@@ -24,6 +24,11 @@ int			pcr_lease_ttl_guc = 6 * 3600;
 int			pcr_reconcile_interval = 10000;
 int			pcr_cleanup_max_attempts = 5;
 char	   *pcr_company_id = NULL;
+#ifdef USE_ASSERT_CHECKING
+bool		pcr_check_lookup_paths = true;
+#else
+bool		pcr_check_lookup_paths = false;
+#endif
 bool		pcr_preloaded = false;
 
 void		_PG_init(void);
@@ -90,6 +95,10 @@ _PG_init(void)
 							   NULL, &pcr_company_id, "",
 							   PGC_USERSET, 0, NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("paperclip.check_lookup_paths",
+							 "Repeat every direct acquire lookup through SPI and compare (for tests).",
+							 NULL, &pcr_check_lookup_paths, pcr_check_lookup_paths,
+							 PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	PcrIoInit(pcr_preloaded);
 	PcrDriversInit(pcr_preloaded);
 	MarkGUCPrefixReserved("paperclip");

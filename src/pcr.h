@@ -66,6 +66,7 @@ extern int	pcr_lease_ttl_guc;			/* seconds */
 extern int	pcr_reconcile_interval; /* milliseconds */
 extern int	pcr_cleanup_max_attempts;
 extern char *pcr_company_id;
+extern bool pcr_check_lookup_paths;	/* lease_lookup.c: compare its two paths */
 
 /* true when loaded through shared_preload_libraries */
 extern bool pcr_preloaded;
