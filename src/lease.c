@@ -43,12 +43,6 @@ typedef enum PcrPlanId
 	PLAN_COUNT
 } PcrPlanId;
 
-typedef struct PcrPlanDef
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[10];
-} PcrPlanDef;
 
 static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 	[PLAN_ACTIVE_LEASE] = {
@@ -119,11 +113,7 @@ static SPIPlanPtr plans[PLAN_COUNT];
 static void
 run_plan(PcrPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
 {
-	int			rc = PcrRunKeptPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
-									(Oid *) plan_defs[id].argtypes, values, nulls, read_only, limit);
-
-	if (rc != expected_rc)
-		elog(ERROR, "paperclip query %d failed: %s", (int) id, SPI_result_code_string(rc));
+	PcrRunPlanDef(plans, plan_defs, id, values, nulls, read_only, limit, expected_rc);
 }
 
 /* ------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include "pcr.h"
 #include "spi_util.h"
 #include "reconciler.h"
+#include "util.h"
 
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
@@ -253,46 +254,51 @@ extension_ready(void)
 	return get_extension_oid(PCR_EXTENSION_NAME, true) == ext;
 }
 
+typedef struct PcrRowCall
+{
+	const PcrReconcileStep *step;
+	HeapTuple	row;
+	SPITupleTable *rows;
+	uint64		nrows;
+	TupleDesc	desc;
+	PcrRowOutcome outcome;
+	uint64		changed;
+} PcrRowCall;
+
+static void
+row_call(void *arg)
+{
+	PcrRowCall *c = (PcrRowCall *) arg;
+
+	c->outcome = c->step->process_row(c->row, c->desc);
+}
+
+static void
+batch_call(void *arg)
+{
+	PcrRowCall *c = (PcrRowCall *) arg;
+
+	c->changed = c->step->process_batch(c->rows->vals, c->nrows, c->rows->tupdesc);
+}
+
 /* Run process_row in a subtransaction: an error rolls back this row alone. */
 static PcrRowOutcome
 process_row_guarded(PcrPass *pass, const PcrReconcileStep *step, HeapTuple row, TupleDesc desc)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile PcrRowOutcome outcome = PCR_ROW_NOTHING;
+	PcrRowCall	c = {.step = step,.row = row,.desc = desc,.outcome = PCR_ROW_NOTHING};
+	ErrorData  *edata;
+	pg_uuid_t  *id;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		outcome = step->process_row(row, desc);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-		pg_uuid_t  *id;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-
-		/* a row without an id cannot be skipped: then fail the whole batch */
-		id = PcrRowUuid(row, desc, "id");
-		if (id == NULL)
-			ReThrowError(edata);
-		skip_add(pass, id);
-		pass_error(pass, step, id, edata);
-		FreeErrorData(edata);
-		outcome = PCR_ROW_NOTHING;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return outcome;
+	if (PcrRunInSubtransaction(row_call, &c, &edata))
+		return c.outcome;
+	/* a row without an id cannot be skipped: then fail the whole batch */
+	id = PcrRowUuid(row, desc, "id");
+	if (id == NULL)
+		ReThrowError(edata);
+	skip_add(pass, id);
+	pass_error(pass, step, id, edata);
+	FreeErrorData(edata);
+	return PCR_ROW_NOTHING;
 }
 
 /*
@@ -303,38 +309,22 @@ static bool
 process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 nrows,
 					  PcrPassCounts *batch)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool done = false;
-	volatile uint64 changed = 0;
+	PcrRowCall	c = {.step = step,.rows = rows,.nrows = nrows};
+	ErrorData  *edata;
+	uint64		changed;
+	bool		done;
 
 	if (step->process_batch == NULL || nrows == 0)
 		return false;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	done = PcrRunInSubtransaction(batch_call, &c, &edata);
+	if (!done)
 	{
-		changed = step->process_batch(rows->vals, nrows, rows->tupdesc);
-		ReleaseCurrentSubTransaction();
-		done = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
 		ereport(DEBUG1,
 				(errmsg_internal("paperclip reconciler: step \"%s\" goes row by row: %s",
 								 step->name, edata->message)));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-
+	changed = done ? c.changed : 0;
 	for (uint64 i = 0; i < changed; i++)
 		count_outcome(batch, step->batch_outcome);
 	return done;

@@ -20,7 +20,7 @@
 #include "secret_ref.h"
 #include "secret_lookup.h"
 #include "master_key.h"
-#include "driver.h"
+#include "util.h"
 
 #include <sodium.h>
 
@@ -55,14 +55,8 @@ typedef enum SecretPlanId
 	SPLAN_COUNT
 } SecretPlanId;
 
-typedef struct SecretPlanDef
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[6];
-} SecretPlanDef;
 
-static const SecretPlanDef plan_defs[SPLAN_COUNT] = {
+static const PcrPlanDef plan_defs[SPLAN_COUNT] = {
 	[SPLAN_COMPANY] = {
 		"SELECT 1 FROM paperclip.companies WHERE id = $1",
 		1, {UUIDOID}
@@ -125,11 +119,7 @@ static SPIPlanPtr plans[SPLAN_COUNT];
 static void
 run_plan(SecretPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
 {
-	int			rc = PcrRunKeptPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
-									(Oid *) plan_defs[id].argtypes, values, nulls, read_only, limit);
-
-	if (rc != expected_rc)
-		elog(ERROR, "paperclip secret query %d failed: %s", (int) id, SPI_result_code_string(rc));
+	PcrRunPlanDef(plans, plan_defs, id, values, nulls, read_only, limit, expected_rc);
 }
 
 static char *
@@ -186,20 +176,29 @@ require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errhidestmt(true)));
 }
 
-/* Re-throw the current error without the statement text in the server log. */
-static void
-rethrow_hiding_statement(MemoryContext cxt) pg_attribute_noreturn();
-
-static void
-rethrow_hiding_statement(MemoryContext cxt)
+/* Run fn; an error it raises keeps the statement text out of the server log. */
+typedef struct SecretCall
 {
-	ErrorData  *edata;
+	Datum		(*fn) (FunctionCallInfo fcinfo);
+	FunctionCallInfo fcinfo;
+	Datum		result;
+} SecretCall;
 
-	MemoryContextSwitchTo(cxt);
-	edata = CopyErrorData();
-	FlushErrorState();
-	edata->hide_stmt = true;
-	ReThrowError(edata);
+static void
+secret_call(void *arg)
+{
+	SecretCall *c = (SecretCall *) arg;
+
+	c->result = c->fn(c->fcinfo);
+}
+
+static Datum
+call_hiding_statement(Datum (*fn) (FunctionCallInfo fcinfo), FunctionCallInfo fcinfo)
+{
+	SecretCall	c = {fn, fcinfo, (Datum) 0};
+
+	PcrRunHidingStatement(secret_call, &c, true, false);
+	return c.result;
 }
 
 /* A detoasted copy of a value argument is ours: wipe it once sealed. */
@@ -374,19 +373,7 @@ secret_create(FunctionCallInfo fcinfo)
 Datum
 pcr_secret_create(PG_FUNCTION_ARGS)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Datum		result = (Datum) 0;
-
-	PG_TRY();
-	{
-		result = secret_create(fcinfo);
-	}
-	PG_CATCH();
-	{
-		rethrow_hiding_statement(cxt);
-	}
-	PG_END_TRY();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(call_hiding_statement(secret_create, fcinfo));
 }
 
 /* ------------------------------------------------------------------------
@@ -431,19 +418,7 @@ secret_rotate(FunctionCallInfo fcinfo)
 Datum
 pcr_secret_rotate(PG_FUNCTION_ARGS)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Datum		result = (Datum) 0;
-
-	PG_TRY();
-	{
-		result = secret_rotate(fcinfo);
-	}
-	PG_CATCH();
-	{
-		rethrow_hiding_statement(cxt);
-	}
-	PG_END_TRY();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(call_hiding_statement(secret_rotate, fcinfo));
 }
 
 /* ------------------------------------------------------------------------

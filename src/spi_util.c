@@ -55,3 +55,14 @@ PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 	return PcrExecutePlanQuietly(PcrKeepPlan(slot, sql, nargs, argtypes), values, nulls,
 								 read_only, limit);
 }
+
+void
+PcrRunPlanDef(SPIPlanPtr *plans, const PcrPlanDef *defs, int id, Datum *values,
+			  const char *nulls, bool read_only, long limit, int expected_rc)
+{
+	int			rc = PcrRunKeptPlan(&plans[id], defs[id].sql, defs[id].nargs,
+									(Oid *) defs[id].argtypes, values, nulls, read_only, limit);
+
+	if (rc != expected_rc)
+		elog(ERROR, "paperclip query %d failed: %s", id, SPI_result_code_string(rc));
+}

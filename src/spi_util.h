@@ -24,4 +24,21 @@ extern SPIPlanPtr PcrKeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid 
 extern int	PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 						   Datum *values, const char *nulls, bool read_only, long limit);
 
+/*
+ * A file's table of kept statements: an enum of ids indexes both a const
+ * array of PcrPlanDef and a static array of SPIPlanPtr (prepared on first
+ * use).  PcrRunPlanDef runs one and raises unless SPI answers expected_rc.
+ */
+#define PCR_PLAN_MAX_ARGS 10
+
+typedef struct PcrPlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[PCR_PLAN_MAX_ARGS];
+} PcrPlanDef;
+
+extern void PcrRunPlanDef(SPIPlanPtr *plans, const PcrPlanDef *defs, int id, Datum *values,
+						  const char *nulls, bool read_only, long limit, int expected_rc);
+
 #endif							/* PCR_SPI_UTIL_H */

@@ -62,28 +62,27 @@ text_attr(HeapTuple tuple, Relation rel, const char *name)
  * server log: a config refused for carrying a private key would otherwise be
  * copied there by log_min_error_statement.
  */
+typedef struct ValidateCall
+{
+	const PcrDriver *driver;
+	Jsonb	   *config;
+} ValidateCall;
+
+static void
+validate_call(void *arg)
+{
+	ValidateCall *c = (ValidateCall *) arg;
+
+	c->config = c->driver->validate(c->config);
+}
+
 static Jsonb *
 validate_hiding_statement(const PcrDriver *driver, Jsonb *config)
 {
-	MemoryContext ctx = CurrentMemoryContext;
-	Jsonb	   *result = NULL;
+	ValidateCall c = {driver, config};
 
-	PG_TRY();
-	{
-		result = driver->validate(config);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		edata->hide_stmt = true;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return result;
+	PcrRunHidingStatement(validate_call, &c, true, false);
+	return c.config;
 }
 
 /* Validate and normalise environments.config for environments.driver. */
