@@ -35,12 +35,18 @@ OBJS = \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
 	src/ssh_api.o \
+	src/ssh_exec.o \
+	src/exec_pack.o \
+	src/exec_text.o \
+	src/lease_exec_args.o \
+	src/lease_exec_audit.o \
+	src/lease_exec.o \
 	src/probe.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql $(wildcard sql/$(EXTENSION)--*--*.sql),$(wildcard sql/$(EXTENSION)--*.sql)) \
 	$(wildcard sql/$(EXTENSION)--*--*.sql)
-HEADERS = src/pcr_provider.h src/io.h
+HEADERS = src/pcr_provider.h src/io.h src/pcr_exec.h
 
 SHLIB_LINK += -lssh2 -lsodium
 PG_CPPFLAGS += -I$(srcdir)/src

@@ -9,6 +9,7 @@
 
 #include "pcr.h"
 #include "pcr_provider.h"
+#include "exec.h"
 #include "jsonb_util.h"
 #include "io.h"
 #include "util.h"
@@ -89,6 +90,19 @@ typedef struct PcrDriver
 	 * Default: ok, "driver <name> needs no connection".
 	 */
 	Jsonb	   *(*probe) (const PcrLeaseRequest *req);
+
+	/*
+	 * Optional: paperclip.lease_execute() on a lease of this driver (exec.h).
+	 * Both run in the caller's transaction.  exec_prepare raises 0A000 (or
+	 * 42501, 55000) when this lease cannot run commands, and fills in where
+	 * they run: the workspace (HOME, the base of cwd) and the environment's
+	 * defaults.  execute hands the call to the driver's I/O operation with
+	 * PcrExecInvoke (credentials it resolves are secret ranges of the
+	 * request) and returns the outcome.  NULL: 0A000.
+	 */
+	void		(*exec_prepare) (const PcrExecLease *lease, PcrExecTarget *target);
+	void		(*execute) (const PcrExecLease *lease, const PcrExecCall *call,
+							PcrExecOutcome *outcome);
 } PcrDriver;
 
 extern const PcrDriver pcr_driver_local;

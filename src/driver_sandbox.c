@@ -239,6 +239,26 @@ sandbox_probe(const PcrLeaseRequest *req)
 						  PcrJbFinish(&details));
 }
 
+/*
+ * lease_execute: the provider's execute entry point, when it has one.  The
+ * provider interface of this build (ABI 1) has none, so no sandbox provider
+ * can run commands yet; fake never will.
+ */
+static void
+sandbox_exec_prepare(const PcrExecLease *lease, PcrExecTarget *target)
+{
+	char	   *name = PcrJsonbGetText(lease->metadata, "provider");
+
+	if (name == NULL)
+		name = lease->provider ? pstrdup(lease->provider) : "fake";
+	ereport(ERROR,
+			(errcode(PCR_ERRCODE_UNSUPPORTED),
+			 errmsg("sandbox provider \"%s\" cannot execute commands", name),
+			 errdetail(PcrSandboxProviderByName(name) == NULL
+					   ? "The provider is not loaded in this server."
+					   : "The provider has no execute entry point.")));
+}
+
 const PcrDriver pcr_driver_sandbox = {
 	.name = "sandbox",
 	.init = sandbox_init,
@@ -250,4 +270,5 @@ const PcrDriver pcr_driver_sandbox = {
 	.release_needs_cleanup = sandbox_release_needs_cleanup,
 	.probe = sandbox_probe,
 	.cleanup_op = &sandbox_cleanup_op,
+	.exec_prepare = sandbox_exec_prepare,
 };

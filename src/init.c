@@ -8,7 +8,9 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "exec.h"
 #include "io_shmem.h"
+#include "lease_exec_audit.h"
 #include "reconciler.h"
 
 #include "miscadmin.h"
@@ -43,6 +45,7 @@ pcr_shmem_request(void)
 		prev_shmem_request_hook();
 	PcrReconcilerShmemRequest();
 	PcrIoShmemRequest();
+	PcrExecAuditShmemRequest();
 }
 
 static void
@@ -53,6 +56,7 @@ pcr_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	PcrReconcilerShmemStartup();
 	PcrIoShmemStartup();
+	PcrExecAuditShmemStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -101,6 +105,7 @@ _PG_init(void)
 							 PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	PcrIoInit(pcr_preloaded);
 	PcrDriversInit(pcr_preloaded);
+	PcrExecInit(pcr_preloaded);
 	MarkGUCPrefixReserved("paperclip");
 
 	PcrReconcilerInit();
