@@ -363,10 +363,6 @@ pack(SshCall *r, const char *const *fields, PcrPlaintext *key, int32 connect_tim
 		memcpy(r->packed + off, fields[i], head.len[i]);
 		off += head.len[i] + 1;
 	}
-	r->key_range.offset = off;
-	r->key_range.len = key->len;
-	memcpy(r->packed + off, key->data, key->len);
-
 	/* the session's identity: host, port, user and key, keyed per server start */
 	parts[0] = (PcrIoHashPart) {r->host, strlen(r->host) + 1};
 	parts[1] = (PcrIoHashPart) {&r->port, sizeof(r->port)};
@@ -375,6 +371,11 @@ pack(SshCall *r, const char *const *fields, PcrPlaintext *key, int32 connect_tim
 	PcrIoRouteKey(parts, lengthof(parts), head.cache_key);
 	r->route = PcrIoRouteOf(head.cache_key);
 	memcpy(r->packed, &head, sizeof(head));
+
+	/* the key last: from here on only PcrIoInvoke() holds it, and zeroes it */
+	r->key_range.offset = off;
+	r->key_range.len = key->len;
+	memcpy(r->packed + off, key->data, key->len);
 	PcrPlaintextFree(key);
 }
 
