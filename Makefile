@@ -8,6 +8,7 @@ OBJS = \
 	src/jsonb_util.o \
 	src/spi_util.o \
 	src/driver.o \
+	src/driver_config.o \
 	src/driver_local.o \
 	src/driver_ssh.o \
 	src/driver_sandbox.o \
