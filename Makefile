@@ -25,6 +25,7 @@ OBJS = \
 	src/reconcile_pass.o \
 	src/reconcile_steps.o \
 	src/worker.o \
+	src/ssh_allow.o \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
 	src/ssh_api.o \

@@ -11,6 +11,7 @@
 #include "driver.h"
 #include "secret.h"
 #include "secret_ref.h"
+#include "ssh_allow.h"
 #include "worker.h"
 
 #include <sodium.h>
@@ -276,6 +277,7 @@ ssh_request(const PcrLeaseRequest *req, PcrWorkerOp op)
 		if (PcrNumericToInt64(v.val.numeric, &port))
 			r->port = (int32) port;
 	}
+	PcrSshCheckAllowed(r->host, r->port);	/* before any I/O, and before the key is decrypted */
 	r->strict_host_key_checking = PcrJsonbGetBool(req->config, "strictHostKeyChecking", true);
 	r->connect_timeout_ms = pcr_ssh_connect_timeout;
 	api_candidates(r->candidates, sizeof(r->candidates));
