@@ -20,6 +20,10 @@
  *   environment variables or secrets to the sandbox implicitly.
  * - release_needs_cleanup() says whether releasing a lease has side effects
  *   that a worker must carry out after commit (cleanup_status 'pending').
+ * - Credentials (tokens, passwords, keys) never sit in a config: a config is
+ *   plain text in the table, its WAL and its dumps.  Accept them as secret
+ *   refs and resolve them when used; PcrConfigRefuseInlineCredentials()
+ *   below refuses what the core refuses for providers that are not loaded.
  */
 #ifndef PCR_PROVIDER_H
 #define PCR_PROVIDER_H

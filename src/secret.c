@@ -10,8 +10,10 @@
  * the company named by paperclip.company_id, exactly as the RLS policies say.
  *
  * Errors raised while a plaintext argument is in play are re-thrown with
- * errhidestmt, so the statement text (which may contain the value) does not
- * reach the server log through log_min_error_statement.
+ * errhidestmt and without CONTEXT, so neither the statement text (through
+ * log_min_error_statement) nor the bind parameters (through
+ * log_parameter_max_length_on_error) carry the value to the log or the
+ * client.  Another company's secret is answered like an unknown one.
  */
 #include "pcr.h"
 #include "spi_util.h"

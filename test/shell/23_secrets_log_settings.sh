@@ -11,8 +11,8 @@
 # failing statement's parameter in both.
 #
 # Part 2, what core PostgreSQL logs whatever the extension does, as
-# docs/secrets.md says: log_statement = all logs bind parameters (not with
-# log_parameter_max_length = 0); auto_explain with log_verbose prints function
+# docs/secrets.md says: log_statement = all and log_min_duration_statement log bind
+# parameters (not with log_parameter_max_length = 0); auto_explain with log_verbose prints function
 # arguments; pg_stat_statements keeps DO, COPY and EXPLAIN text verbatim but
 # normalises constants of a plain SELECT; a role given log_statement = 'none' by
 # ALTER ROLE keeps its values out of the log even under log_statement = all and
@@ -36,7 +36,7 @@ pcr_cluster_init "$DATA" "$PORT" "paperclip.master_key_file = '$W/master.key'" \
 pcr_cluster_start "$DATA" || exit 1
 trap 'pcr_cluster_stop "$DATA" immediate' EXIT
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
-tap_plan 24
+tap_plan 25
 
 TAG=$(python3 -c 'import secrets; print(secrets.token_hex(6))')
 v() { echo "pcrcanary${TAG}$1"; }      # a distinct value per case
@@ -96,6 +96,9 @@ script "$CREATE_SQL"
 PGOPTIONS="-c log_statement=all" bind -D c=$C1 -D n=p1 -D v="$(v logstatement)" >/dev/null
 grep -q -F "\$3 = '$(v logstatement)'" "$DATA/server.log"
 tap_ok $? "log_statement = all logs the bind parameters (the value)"
+PGOPTIONS="-c log_min_duration_statement=0" bind -D c=$C1 -D n=p5 -D v="$(v duration)" >/dev/null
+grep -q -F "\$3 = '$(v duration)'" "$DATA/server.log"
+tap_ok $? "so does log_min_duration_statement when a statement reaches it"
 PGOPTIONS="-c log_statement=all -c log_parameter_max_length=0" bind -D c=$C1 -D n=p2 -D v="$(v nolength)" >/dev/null
 tap_is "$(grep -c -F "$(v nolength)" "$DATA/server.log")" 0 "with log_parameter_max_length = 0 it does not"
 PGOPTIONS="-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=0 -c auto_explain.log_verbose=on" \
