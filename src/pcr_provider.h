@@ -77,8 +77,9 @@ extern const PcrSandboxProvider *PcrSandboxProviderByName(const char *name);
  * messages.  Every refusal is 22023 naming the field, as
  *     invalid <driver> environment config: "<field>" <what is wrong>
  * Before a provider's validate() runs, the core has already checked that
- * the config is an object of at most PCR_CONFIG_MAX_BYTES, that "provider"
- * is a valid name, and "leaseTtlSeconds".
+ * the config is an object of at most PCR_CONFIG_MAX_BYTES and that
+ * "provider" is a valid name; "leaseTtlSeconds" is the provider's to keep
+ * (and check) in its normalised config.
  * ------------------------------------------------------------------------ */
 
 /* Largest config stored for any driver or provider, as jsonb (bytes). */
