@@ -704,7 +704,8 @@ session_for_command(PcrSshRequest *req)
 
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		/* a cancel stays a cancel, and a destination the allow-list refuses stays 42501 */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || edata->sqlerrcode == PCR_ERRCODE_FORBIDDEN)
 			PG_RE_THROW();
 		FlushErrorState();
 		ereport(ERROR,
