@@ -245,7 +245,7 @@ lookup_lease(void *arg)
 	if (DatumGetBool(SPI_getbinval(t->vals[0], t->tupdesc, 4, &isnull)) && !isnull)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("lease %s expired at %s", id, copy_text(t, 11, CurrentMemoryContext)),
+				 errmsg("lease %s expired at %s", id, SPI_getvalue(t->vals[0], t->tupdesc, 11)),
 				 errdetail("The reconciler will mark it expired."),
 				 errhint("Renew leases in use with paperclip.renew_run_lease().")));
 

@@ -323,8 +323,11 @@ typedef struct SshRun
 	int			pgid;
 	char		state[16];
 
-	TimestampTz started;
-	TimestampTz deadline;		/* the command's */
+	TimestampTz started;		/* the marker came: the command runs */
+	TimestampTz deadline;		/* before the marker: the start's; then the command's */
+	int			timeout_ms;		/* the command's */
+	int			start_ms;		/* the remote login and the wrapper's checks */
+	bool		start_timed_out;
 	KillStage	kill;
 	TimestampTz kill_at;
 	bool		read_error;
@@ -367,6 +370,9 @@ take_marker(SshRun *r, const char *data, Size n)
 			r->pgid = pgid;
 			strlcpy(r->state, state, sizeof(r->state));
 			r->marker_done = true;
+			/* the command's timeout counts from here: a slow remote login is not its time */
+			r->started = GetCurrentTimestamp();
+			r->deadline = TimestampTzPlusMilliseconds(r->started, r->timeout_ms);
 			/* the rest of the buffer, and of this read, is the command's output */
 			keep(r->out->out, &r->out->out_len, &r->out->out_truncated, r->max,
 				 eol + 1, r->marker_len - (eol + 1 - r->marker));
@@ -508,6 +514,13 @@ pump(SshRun *r)
 				r->c->broken = true;
 			PcrIoCheckAbandoned();
 		}
+		if ((rc & PCR_IO_WAIT_TIMEOUT) && !r->marker_done)
+		{
+			/* the wrapper never reported: nothing to kill by group; dropping the session ends it */
+			r->start_timed_out = true;
+			r->c->broken = true;
+			return false;
+		}
 		if ((rc & PCR_IO_WAIT_TIMEOUT) && !next_kill_stage(r))
 			return false;
 	}
@@ -602,10 +615,11 @@ start(SshRun *r, const char *request)
 				 errdetail("%s", msg && msg[0] ? msg : "the exec request timed out")));
 	}
 	r->started = GetCurrentTimestamp();
+	r->deadline = TimestampTzPlusMilliseconds(r->started, r->start_ms);
 }
 
 void
-PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, PcrExecOutcome *outcome)
+PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, int start_ms, PcrExecOutcome *outcome)
 {
 	SshRun		r;
 	const char *home = spec_var(spec, "HOME");
@@ -617,6 +631,8 @@ PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, PcrExecOutcome *outcome)
 	r.c = c;
 	r.out = outcome;
 	r.max = spec->max_output;
+	r.timeout_ms = spec->timeout_ms;
+	r.start_ms = start_ms;
 	if (home == NULL)
 		elog(ERROR, "execute request without HOME");
 	r.cwd = spec->cwd[0] ? psprintf("%s/%s", home, spec->cwd) : home;
@@ -629,7 +645,6 @@ PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, PcrExecOutcome *outcome)
 	PG_TRY();
 	{
 		start(&r, exec_request());
-		r.deadline = TimestampTzPlusMilliseconds(r.started, spec->timeout_ms);
 		ok = pump(&r);
 	}
 	PG_FINALLY();
@@ -651,11 +666,17 @@ PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, PcrExecOutcome *outcome)
 	if (!r.marker_done || r.state[0] == '\0')
 	{
 		outcome->started = false;
-		snprintf(outcome->message, sizeof(outcome->message),
-				 r.read_error ? "the ssh connection to \"%s\" failed before the command started: %s"
-				 : outcome->timed_out ? "the remote shell on \"%s\" did not start the command within its timeout%s"
-				 : "the remote login shell on \"%s\" did not run the paperclip wrapper (a POSIX shell is required)%s",
-				 c->where, r.read_error ? r.cause : "");
+		if (r.read_error)
+			snprintf(outcome->message, sizeof(outcome->message),
+					 "the ssh connection to \"%s\" failed before the command started: %s", c->where, r.cause);
+		else if (r.start_timed_out)
+			snprintf(outcome->message, sizeof(outcome->message),
+					 "the remote login shell on \"%s\" did not start the command within %d ms (paperclip.ssh_connect_timeout)",
+					 c->where, start_ms);
+		else
+			snprintf(outcome->message, sizeof(outcome->message),
+					 "the remote login shell on \"%s\" did not run the paperclip wrapper (a POSIX shell is required)",
+					 c->where);
 	}
 	else if (strcmp(r.state, "nocwd") == 0)
 	{
@@ -733,7 +754,7 @@ run_execute(PcrIoRequest *io, PcrIoResponse *resp)
 	PcrSshUnpack(driver_data, driver_len, &req);
 	PcrExecReplyBegin(resp, &spec, &outcome);
 	c = session_for_command(&req);
-	PcrSshRunCommand(c, &spec, &outcome);
+	PcrSshRunCommand(c, &spec, req.connect_timeout_ms, &outcome);
 	PcrSshDone(c);
 	PcrExecReplyEnd(resp, &outcome);
 }

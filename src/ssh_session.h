@@ -71,8 +71,12 @@ extern void PcrSshTransportError(SshConn *c, int rc, const char *what, int timeo
 extern SshConn *PcrSshConnect(PcrSshRequest *req, PcrSshResponse *resp);
 extern void PcrSshDone(SshConn *c);
 
-/* ssh_exec.c: run one command (the "ssh.execute" operation's work) */
-extern void PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, PcrExecOutcome *outcome);
+/*
+ * ssh_exec.c: run one command (the "ssh.execute" operation's work); start_ms
+ * bounds the remote login until the command runs, spec->timeout_ms the
+ * command from then on.
+ */
+extern void PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, int start_ms, PcrExecOutcome *outcome);
 
 /* ssh_workspace.c: mkdir -p, stat and realpath over SFTP */
 extern void PcrSshMakeWorkspace(SshConn *c, const char *path, TimestampTz deadline, int timeout_ms);
