@@ -35,12 +35,14 @@ OBJS = \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
 	src/ssh_api.o \
-	src/probe.o
+	src/probe.o \
+	src/proc_spawn.o \
+	src/proc_wait.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql $(wildcard sql/$(EXTENSION)--*--*.sql),$(wildcard sql/$(EXTENSION)--*.sql)) \
 	$(wildcard sql/$(EXTENSION)--*--*.sql)
-HEADERS = src/pcr_provider.h src/io.h
+HEADERS = src/pcr_provider.h src/io.h src/pcr_exec.h src/pcr_proc.h src/jsonb_util.h
 
 SHLIB_LINK += -lssh2 -lsodium
 PG_CPPFLAGS += -I$(srcdir)/src

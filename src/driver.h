@@ -122,15 +122,12 @@ extern void PcrLeaseCleanupUnpack(const PcrIoRequest *req, PcrLeaseCleanup *leas
  */
 extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
-/* Shared config checks (driver.c) */
-extern void PcrConfigRequireObject(const char *driver, Jsonb *config);
+/*
+ * Shared config checks (driver.c); PcrConfigRequireObject, PcrConfigError,
+ * PcrConfigIsCommonKey, PcrConfigAddTtl and PcrMetadataBegin are in
+ * pcr_provider.h, for provider libraries too.
+ */
 extern bool PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl);
-extern void PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b);
-extern bool PcrConfigIsCommonKey(const char *key);
-extern void PcrConfigError(const char *driver, const char *field, const char *fmt,...) pg_attribute_printf(3, 4) pg_attribute_noreturn();
-
-/* Base metadata every driver writes: driver, executionWorkspaceMode. */
-extern void PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *req);
 
 /* {ok, driver, summary, details} for a probe; details may be NULL */
 extern Jsonb *PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details);

@@ -35,11 +35,11 @@ PcrRegisterSandboxProvider(const PcrSandboxProvider *provider)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sandbox provider registration is incomplete")));
-	if (provider->abi_version != PCR_PROVIDER_ABI_VERSION)
+	if (provider->abi_version < PCR_PROVIDER_ABI_MIN || provider->abi_version > PCR_PROVIDER_ABI_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("sandbox provider \"%s\" was built for provider ABI %d, this server has %d",
-						provider->name, provider->abi_version, PCR_PROVIDER_ABI_VERSION)));
+				 errmsg("sandbox provider \"%s\" was built for provider ABI %d, this server has %d to %d",
+						provider->name, provider->abi_version, PCR_PROVIDER_ABI_MIN, PCR_PROVIDER_ABI_VERSION)));
 	if (PcrSandboxProviderByName(provider->name) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
