@@ -8,6 +8,7 @@ OBJS = \
 	src/jsonb_util.o \
 	src/spi_util.o \
 	src/driver.o \
+	src/driver_config.o \
 	src/driver_local.o \
 	src/driver_ssh.o \
 	src/driver_sandbox.o \
@@ -32,6 +33,7 @@ OBJS = \
 	src/io_wait.o \
 	src/io_worker.o \
 	src/ssh_ops.o \
+	src/ssh_allow.o \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
 	src/ssh_api.o \

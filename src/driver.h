@@ -123,11 +123,38 @@ extern void PcrLeaseCleanupUnpack(const PcrIoRequest *req, PcrLeaseCleanup *leas
 extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
 /*
- * Shared config checks (driver.c); PcrConfigRequireObject, PcrConfigError,
- * PcrConfigIsCommonKey, PcrConfigAddTtl and PcrMetadataBegin are in
- * pcr_provider.h, for provider libraries too.
+ * Shared config checks (driver_config.c; PcrConfigError, PcrConfigGetText,
+ * PcrConfigCheckText, PcrConfigRefuseInlineCredentials, PcrConfigRequireObject,
+ * PcrConfigAddTtl and PcrConfigIsCommonKey are declared in pcr_provider.h, for
+ * provider libraries too).
  */
+#define PCR_HOST_MAX_BYTES				253	/* a DNS name */
+#define PCR_WORKSPACE_MODE_MAX_BYTES	128	/* acquire_run_lease(execution_workspace_mode) */
+
+/* (PcrConfigRequireObject, PcrConfigAddTtl, PcrConfigIsCommonKey: pcr_provider.h) */
 extern bool PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl);
+
+/*
+ * An ASCII host name (labels of letters, digits, "-" and "_") or an IP
+ * address, at most PCR_HOST_MAX_BYTES; returns it normalised (an IPv6
+ * address without brackets).  Numeric forms other than dotted decimal
+ * ("127.1", "0x7f.1") are refused: the resolver would read them as another
+ * address than they seem to name.
+ */
+extern char *PcrConfigCheckHost(const char *driver, const char *field, const char *host);
+
+/* Provider names: ^[a-z0-9][a-z0-9._-]*$, at most PCR_PROVIDER_NAME_MAX bytes. */
+extern bool PcrIsProviderName(const char *name);
+extern void PcrConfigCheckProviderName(const char *driver, const char *field, const char *name);
+
+/*
+ * A text argument of a SQL function, checked like a config string (flags of
+ * pcr_provider.h) before it is copied anywhere: NULL when the argument is
+ * NULL, else a palloc'd C string; 22023 naming the argument otherwise.
+ */
+extern char *PcrArgText(FunctionCallInfo fcinfo, int argno, const char *name, int flags, int max_bytes);
+
+/* (PcrMetadataBegin, the base metadata every driver writes: pcr_provider.h) */
 
 /* {ok, driver, summary, details} for a probe; details may be NULL */
 extern Jsonb *PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details);

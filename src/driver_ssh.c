@@ -12,6 +12,7 @@
 #include "driver.h"
 #include "secret.h"
 #include "secret_ref.h"
+#include "ssh_allow.h"
 #include "ssh_proto.h"
 #include "guc_ceiling.h"
 
@@ -50,6 +51,7 @@ ssh_init(bool preloading)
 							   "When unset, the environment variable PAPERCLIP_RUNTIME_API_CANDIDATES_JSON is used.",
 							   &pcr_runtime_api_candidates, NULL,
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	PcrSshAllowInit();
 	if (preloading)
 		PcrSshRegisterIo();
 }
@@ -81,27 +83,19 @@ trimmed(const char *s, int len)
 	return pnstrdup(s, len);
 }
 
-/* A required, trimmed, non-empty string free of whitespace and control characters. */
-static char *
-required_token(Jsonb *config, const char *field)
-{
-	JsonbValue	v;
-	char	   *s;
+/*
+ * Bounds of the stored config; each fits the worker request field it is
+ * copied into (ssh_proto.h) with its terminating NUL.
+ */
+#define SSH_USERNAME_MAX_BYTES		255
+#define SSH_PATH_MAX_BYTES			4095
+#define SSH_KNOWN_HOSTS_MAX_BYTES	32767
+StaticAssertDecl(PCR_HOST_MAX_BYTES < PCR_SSH_HOST_MAX, "host bound exceeds the request field");
+StaticAssertDecl(SSH_USERNAME_MAX_BYTES < PCR_SSH_USER_MAX, "username bound exceeds the request field");
+StaticAssertDecl(SSH_PATH_MAX_BYTES < PCR_SSH_PATH_MAX, "path bound exceeds the request field");
+StaticAssertDecl(SSH_KNOWN_HOSTS_MAX_BYTES < PCR_SSH_KNOWN_HOSTS_MAX, "knownHosts bound exceeds the request field");
 
-	if (PcrJsonbGet(config, field, &v) == NULL || v.type == jbvNull)
-		PcrConfigError("ssh", field, "is required");
-	if (v.type != jbvString)
-		PcrConfigError("ssh", field, "must be a string, not %s", PcrJsonbTypeName(&v));
-	s = trimmed(v.val.string.val, v.val.string.len);
-	if (s[0] == '\0')
-		PcrConfigError("ssh", field, "must not be empty");
-	for (const char *p = s; *p; p++)
-		if (isspace((unsigned char) *p) || iscntrl((unsigned char) *p))
-			PcrConfigError("ssh", field, "must not contain whitespace or control characters");
-	if (s[0] == '-')
-		PcrConfigError("ssh", field, "must not start with \"-\"");
-	return s;
-}
+#define SSH_TOKEN (PCR_TEXT_REQUIRED | PCR_TEXT_TRIM | PCR_TEXT_NONEMPTY | PCR_TEXT_TOKEN)
 
 static int32
 config_port(Jsonb *config)
@@ -147,17 +141,13 @@ ssh_validate(Jsonb *config)
 	PcrConfigRequireObject("ssh", config);
 	PcrJsonbForEachKey(config, ssh_check_key, NULL);
 
-	host = required_token(config, "host");
+	host = PcrConfigGetText("ssh", config, "host", SSH_TOKEN, PCR_HOST_MAX_BYTES);
+	host = PcrConfigCheckHost("ssh", "host", host);
 	port = config_port(config);
-	username = required_token(config, "username");
-
-	if (PcrJsonbGet(config, "remoteWorkspacePath", &v) == NULL || v.type == jbvNull)
-		PcrConfigError("ssh", "remoteWorkspacePath", "is required");
-	if (v.type != jbvString)
-		PcrConfigError("ssh", "remoteWorkspacePath", "must be a string, not %s", PcrJsonbTypeName(&v));
-	path = pnstrdup(v.val.string.val, v.val.string.len);
-	if (path[0] != '/')
-		PcrConfigError("ssh", "remoteWorkspacePath", "must be an absolute path");
+	username = PcrConfigGetText("ssh", config, "username", SSH_TOKEN, SSH_USERNAME_MAX_BYTES);
+	path = PcrConfigGetText("ssh", config, "remoteWorkspacePath",
+							PCR_TEXT_REQUIRED | PCR_TEXT_ABSOLUTE_PATH | PCR_TEXT_NO_DOTDOT,
+							SSH_PATH_MAX_BYTES);
 
 	if (PcrJsonbGet(config, "privateKey", &v) != NULL && v.type != jbvNull)
 		ereport(ERROR,
@@ -173,16 +163,11 @@ ssh_validate(Jsonb *config)
 		ref = PcrSecretRefToJsonb(&parsed);
 	}
 
-	if (PcrJsonbGet(config, "knownHosts", &v) != NULL && v.type != jbvNull)
-	{
-		if (v.type != jbvString)
-			PcrConfigError("ssh", "knownHosts", "must be a string, not %s", PcrJsonbTypeName(&v));
-		known_hosts = trimmed(v.val.string.val, v.val.string.len);
-		if (known_hosts[0] == '\0')
-			known_hosts = NULL;
-		else
-			known_hosts = pnstrdup(v.val.string.val, v.val.string.len);
-	}
+	/* kept as given (lines and all); blank means none */
+	known_hosts = PcrConfigGetText("ssh", config, "knownHosts", PCR_TEXT_MULTILINE,
+								   SSH_KNOWN_HOSTS_MAX_BYTES);
+	if (known_hosts != NULL && known_hosts[strspn(known_hosts, " \t\r\n\v\f")] == '\0')
+		known_hosts = NULL;
 
 	if (PcrJsonbGet(config, "strictHostKeyChecking", &v) != NULL && v.type != jbvNull)
 	{
@@ -345,7 +330,7 @@ static void
 pack(SshCall *r, const char *const *fields, PcrPlaintext *key, int32 connect_timeout_ms)
 {
 	PcrSshRequestHead head;
-	PcrIoHashPart parts[4];
+	PcrIoHashPart parts[5];
 	Size		off = sizeof(head);
 
 	memset(&head, 0, sizeof(head));
@@ -363,18 +348,21 @@ pack(SshCall *r, const char *const *fields, PcrPlaintext *key, int32 connect_tim
 		memcpy(r->packed + off, fields[i], head.len[i]);
 		off += head.len[i] + 1;
 	}
-	r->key_range.offset = off;
-	r->key_range.len = key->len;
-	memcpy(r->packed + off, key->data, key->len);
-
 	/* the session's identity: host, port, user and key, keyed per server start */
 	parts[0] = (PcrIoHashPart) {r->host, strlen(r->host) + 1};
 	parts[1] = (PcrIoHashPart) {&r->port, sizeof(r->port)};
 	parts[2] = (PcrIoHashPart) {r->username, strlen(r->username) + 1};
 	parts[3] = (PcrIoHashPart) {key->data, key->len};
+	/* a session opened under another allow-list is not reused */
+	parts[4] = (PcrIoHashPart) {PcrSshAllowedHostsSetting(), strlen(PcrSshAllowedHostsSetting()) + 1};
 	PcrIoRouteKey(parts, lengthof(parts), head.cache_key);
 	r->route = PcrIoRouteOf(head.cache_key);
 	memcpy(r->packed, &head, sizeof(head));
+
+	/* the key last: from here on only PcrIoInvoke() holds it, and zeroes it */
+	r->key_range.offset = off;
+	r->key_range.len = key->len;
+	memcpy(r->packed + off, key->data, key->len);
 	PcrPlaintextFree(key);
 }
 
@@ -400,6 +388,7 @@ ssh_request(const PcrLeaseRequest *req)
 		if (PcrNumericToInt64(v.val.numeric, &port))
 			r->port = (int32) port;
 	}
+	PcrSshCheckAllowed(r->host, r->port);	/* before any I/O, and before the key is decrypted */
 	r->strict_host_key_checking = PcrJsonbGetBool(req->config, "strictHostKeyChecking", true);
 	fields[SSH_CANDIDATES] = api_candidates(PCR_SSH_CANDIDATES_MAX);
 

@@ -100,7 +100,7 @@ _PG_init(void)
 							 NULL, &pcr_check_lookup_paths, pcr_check_lookup_paths,
 							 PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	PcrIoInit(pcr_preloaded);
-	PcrDriversInit(pcr_preloaded);
+	PcrDriversInit(pcr_preloaded);	/* the ssh driver's include paperclip.ssh_allowed_hosts */
 	MarkGUCPrefixReserved("paperclip");
 
 	PcrReconcilerInit();

@@ -84,7 +84,9 @@ wipe_caller(PcrCallState *st)
 	if (st->wiped)
 		return;
 	for (int i = 0; i < call->nsecrets; i++)
-		explicit_bzero(call->request + call->secrets[i].offset, call->secrets[i].len);
+		if (call->secrets[i].offset <= call->request_len &&
+			call->secrets[i].len <= call->request_len - call->secrets[i].offset)
+			explicit_bzero(call->request + call->secrets[i].offset, call->secrets[i].len);
 	st->wiped = true;
 }
 
@@ -264,20 +266,22 @@ call_cleanup(int code, Datum arg)
 	}
 }
 
-static void
+/* What is wrong with a call (a programming error), or NULL. */
+static char *
 check_call(const PcrIoCall *call, int *index)
 {
 	*index = PcrIoOperationIndex(call->op);
 	if (*index < 0)
-		elog(ERROR, "paperclip I/O operation \"%s\" is not registered",
-			 call->op && call->op->name ? call->op->name : "?");
+		return psprintf("paperclip I/O operation \"%s\" is not registered",
+						call->op && call->op->name ? call->op->name : "?");
 	if (call->request_len > call->op->max_request || call->response_max > call->op->max_response)
-		elog(ERROR, "paperclip I/O request for \"%s\" is larger than the operation allows",
-			 call->op->name);
+		return psprintf("paperclip I/O request for \"%s\" is larger than the operation allows",
+						call->op->name);
 	for (int i = 0; i < call->nsecrets; i++)
 		if (call->secrets[i].offset > call->request_len ||
 			call->secrets[i].len > call->request_len - call->secrets[i].offset)
-			elog(ERROR, "secret range %d of a paperclip I/O request is outside the request", i);
+			return psprintf("secret range %d of a paperclip I/O request is outside the request", i);
+	return NULL;
 }
 
 /* Put [ranges][request] at payload, and wipe the caller's secrets. */
@@ -378,6 +382,7 @@ PcrIoInvoke(const PcrIoCall *call, PcrIoResult *result)
 	int			op_index;
 	PcrIoError *error = palloc(sizeof(PcrIoError));
 	bool		ok = false;
+	char	   *problem;
 
 	memset(result, 0, sizeof(*result));
 	if (!workers_running())
@@ -385,7 +390,11 @@ PcrIoInvoke(const PcrIoCall *call, PcrIoResult *result)
 		wipe_caller(&st);
 		PcrIoRequireWorkers();
 	}
-	check_call(call, &op_index);
+	if ((problem = check_call(call, &op_index)) != NULL)
+	{
+		wipe_caller(&st);
+		elog(ERROR, "%s", problem);
+	}
 	start = GetCurrentTimestamp();
 	acquire_ms = call->acquire_timeout_ms > 0 ? call->acquire_timeout_ms : pcr_acquire_timeout;
 	deadline = call->deadline != 0 ? call->deadline : TimestampTzPlusMilliseconds(start, acquire_ms);

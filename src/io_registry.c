@@ -1,7 +1,7 @@
 /*
  * io_registry.c — the operations the I/O pool serves
  *
- * Backends (the ssh client, sandbox providers, ...) register from their
+ * Backends (drivers' clients, provider libraries) register from their
  * _PG_init while shared_preload_libraries is processed: the postmaster
  * builds the registry before it forks, so every backend and worker holds the
  * same one and an operation's index means the same thing in all of them.

@@ -330,12 +330,23 @@ process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 
 	return done;
 }
 
-static PcrBatchResult
-run_batch(PcrPass *pass, int stepno)
+/*
+ * Run fn(pass, arg) in a short transaction of its own, with the extension
+ * there (share-locked) and SPI connected.  An error rolls the transaction
+ * back and is logged against step (and row_id, when given).
+ */
+typedef enum PcrTxnResult
 {
-	const PcrReconcileStep *step = steps[stepno];
-	volatile PcrBatchResult result = BATCH_PARTIAL;
-	PcrPassCounts batch = {0};
+	TXN_COMMITTED,
+	TXN_NO_EXTENSION,
+	TXN_FAILED
+} PcrTxnResult;
+
+static PcrTxnResult
+in_transaction(PcrPass *pass, const PcrReconcileStep *step, pg_uuid_t *row_id,
+			   void (*fn) (PcrPass *pass, void *arg), void *arg)
+{
+	volatile PcrTxnResult result = TXN_COMMITTED;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -343,34 +354,12 @@ run_batch(PcrPass *pass, int stepno)
 	PG_TRY();
 	{
 		if (!extension_ready())
-			result = BATCH_NO_EXTENSION;
+			result = TXN_NO_EXTENSION;
 		else
 		{
-			Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
-			Datum		values[2];
-			SPITupleTable *rows;
-			uint64		nrows;
-			int			rc;
-
 			SPI_connect();
-			values[0] = skip_array(pass);
-			values[1] = Int32GetDatum(PCR_BATCH_SIZE);
-			rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
-					 step->name, SPI_result_code_string(rc));
-			rows = SPI_tuptable;
-			nrows = SPI_processed;
-			if (!process_batch_guarded(step, rows, nrows, &batch))
-			{
-				for (uint64 i = 0; i < nrows; i++)
-				{
-					CHECK_FOR_INTERRUPTS();
-					count_outcome(&batch, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
-				}
-			}
+			fn(pass, arg);
 			SPI_finish();
-			result = nrows >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -383,23 +372,86 @@ run_batch(PcrPass *pass, int stepno)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		pass_error(pass, step, NULL, edata);
+		pass_error(pass, step, row_id, edata);
 		FreeErrorData(edata);
-		result = BATCH_FAILED;
+		result = TXN_FAILED;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(pass->cxt);
-
-	/* what the rows did counts once it is committed */
-	if (result == BATCH_PARTIAL || result == BATCH_FULL)
-	{
-		pass->counts->expired += batch.expired;
-		pass->counts->released += batch.released;
-		pass->counts->cleanups_succeeded += batch.cleanups_succeeded;
-		pass->counts->cleanup_attempts_failed += batch.cleanup_attempts_failed;
-		pass->counts->cleanups_given_up += batch.cleanups_given_up;
-	}
 	return result;
+}
+
+/* Select a batch of the step's rows (SPI connected); they are in SPI_tuptable. */
+static void
+select_rows(PcrPass *pass, int stepno)
+{
+	const PcrReconcileStep *step = steps[stepno];
+	Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
+	Datum		values[2];
+	int			rc;
+
+	values[0] = skip_array(pass);
+	values[1] = Int32GetDatum(PCR_BATCH_SIZE);
+	rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
+			 step->name, SPI_result_code_string(rc));
+}
+
+typedef struct PcrBatch
+{
+	int			stepno;
+	uint64		nrows;
+	PcrPassCounts counts;		/* added to the pass's once committed */
+} PcrBatch;
+
+static void
+batch_in_transaction(PcrPass *pass, void *arg)
+{
+	PcrBatch   *b = (PcrBatch *) arg;
+	const PcrReconcileStep *step = steps[b->stepno];
+	SPITupleTable *rows;
+
+	select_rows(pass, b->stepno);
+	rows = SPI_tuptable;
+	b->nrows = SPI_processed;
+	if (!process_batch_guarded(step, rows, b->nrows, &b->counts))
+	{
+		for (uint64 i = 0; i < b->nrows; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			count_outcome(&b->counts, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
+		}
+	}
+}
+
+static void
+add_counts(PcrPassCounts *to, const PcrPassCounts *from)
+{
+	to->expired += from->expired;
+	to->released += from->released;
+	to->cleanups_succeeded += from->cleanups_succeeded;
+	to->cleanup_attempts_failed += from->cleanup_attempts_failed;
+	to->cleanups_given_up += from->cleanups_given_up;
+}
+
+static PcrBatchResult
+run_batch(PcrPass *pass, int stepno)
+{
+	PcrBatch	b = {.stepno = stepno};
+
+	switch (in_transaction(pass, steps[stepno], NULL, batch_in_transaction, &b))
+	{
+		case TXN_NO_EXTENSION:
+			return BATCH_NO_EXTENSION;
+		case TXN_FAILED:
+			return BATCH_FAILED;
+		case TXN_COMMITTED:
+			break;
+	}
+	/* what the rows did counts once it is committed */
+	add_counts(pass->counts, &b.counts);
+	return b.nrows >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
 }
 
 /* ------------------------------------------------------------------------
@@ -411,63 +463,31 @@ typedef struct PcrCallRow
 	void	   *work;
 } PcrCallRow;
 
-/* The select's transaction: copy each row's work out; -1 without the extension. */
-static int64
-select_call_rows(PcrPass *pass, int stepno, PcrCallRow **rows)
+typedef struct PcrCallBatch
 {
-	const PcrReconcileStep *step = steps[stepno];
-	volatile int64 n = 0;
+	int			stepno;
+	PcrCallRow *rows;
+	uint64		nrows;
+} PcrCallBatch;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	PG_TRY();
+/* In the select's transaction: copy each row's work out, into the pass's memory. */
+static void
+call_batch_in_transaction(PcrPass *pass, void *arg)
+{
+	PcrCallBatch *b = (PcrCallBatch *) arg;
+	const PcrReconcileStep *step = steps[b->stepno];
+
+	select_rows(pass, b->stepno);
+	b->nrows = SPI_processed;
+	b->rows = MemoryContextAllocZero(pass->cxt, sizeof(PcrCallRow) * Max(b->nrows, 1));
+	for (uint64 i = 0; i < b->nrows; i++)
 	{
-		if (!extension_ready())
-			n = -1;
-		else
-		{
-			Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
-			Datum		values[2];
-			int			rc;
+		MemoryContext old = MemoryContextSwitchTo(pass->cxt);
 
-			SPI_connect();
-			values[0] = skip_array(pass);
-			values[1] = Int32GetDatum(PCR_BATCH_SIZE);
-			rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
-					 step->name, SPI_result_code_string(rc));
-			*rows = MemoryContextAllocZero(pass->cxt, sizeof(PcrCallRow) * Max(SPI_processed, 1));
-			for (uint64 i = 0; i < SPI_processed; i++)
-			{
-				MemoryContext old = MemoryContextSwitchTo(pass->cxt);
-
-				(*rows)[i].id = PcrRowUuid(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, "id");
-				(*rows)[i].work = step->prepare_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-				MemoryContextSwitchTo(old);
-			}
-			n = SPI_processed;
-			SPI_finish();
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		b->rows[i].id = PcrRowUuid(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, "id");
+		b->rows[i].work = step->prepare_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		MemoryContextSwitchTo(old);
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(pass->cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		pass_error(pass, step, NULL, edata);
-		FreeErrorData(edata);
-		n = -2;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(pass->cxt);
-	return n;
 }
 
 /* step->call outside any transaction; its error, if any. */
@@ -492,69 +512,57 @@ call_row(const PcrReconcileStep *step, void *work, MemoryContext cxt)
 	return edata;
 }
 
-/* step->record in a short transaction of its own; false without the extension. */
-static bool
-record_row(PcrPass *pass, const PcrReconcileStep *step, PcrCallRow *row, ErrorData *call_error)
+typedef struct PcrRecord
 {
-	volatile bool ready = true;
-	volatile PcrRowOutcome outcome = PCR_ROW_NOTHING;
+	const PcrReconcileStep *step;
+	void	   *work;
+	ErrorData  *call_error;
+	PcrRowOutcome outcome;
+} PcrRecord;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	PG_TRY();
-	{
-		if (!extension_ready())
-			ready = false;
-		else
-		{
-			SPI_connect();
-			outcome = step->record(row->work, call_error);
-			SPI_finish();
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		count_outcome(pass->counts, outcome);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+static void
+record_in_transaction(PcrPass *pass, void *arg)
+{
+	PcrRecord  *r = (PcrRecord *) arg;
 
-		MemoryContextSwitchTo(pass->cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		pass_error(pass, step, row->id, edata);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(pass->cxt);
-	return ready;
+	r->outcome = r->step->record(r->work, r->call_error);
 }
 
 static PcrBatchResult
 run_call_batch(PcrPass *pass, int stepno)
 {
 	const PcrReconcileStep *step = steps[stepno];
-	PcrCallRow *rows = NULL;
-	int64		n = select_call_rows(pass, stepno, &rows);
+	PcrCallBatch b = {.stepno = stepno};
 
-	if (n == -1)
-		return BATCH_NO_EXTENSION;
-	if (n < 0)
-		return BATCH_FAILED;
-	for (int64 i = 0; i < n; i++)
+	switch (in_transaction(pass, step, NULL, call_batch_in_transaction, &b))
 	{
-		ErrorData  *call_error;
+		case TXN_NO_EXTENSION:
+			return BATCH_NO_EXTENSION;
+		case TXN_FAILED:
+			return BATCH_FAILED;
+		case TXN_COMMITTED:
+			break;
+	}
+	for (uint64 i = 0; i < b.nrows; i++)
+	{
+		PcrRecord	r = {.step = step,.work = b.rows[i].work,.outcome = PCR_ROW_NOTHING};
 
 		CHECK_FOR_INTERRUPTS();
-		if (rows[i].id != NULL)
-			skip_add(pass, rows[i].id);	/* once per pass, whatever happens */
-		call_error = call_row(step, rows[i].work, pass->cxt);
-		if (!record_row(pass, step, &rows[i], call_error))
-			return BATCH_NO_EXTENSION;
+		if (b.rows[i].id != NULL)
+			skip_add(pass, b.rows[i].id);	/* once per pass, whatever happens */
+		r.call_error = call_row(step, b.rows[i].work, pass->cxt);
+		switch (in_transaction(pass, step, b.rows[i].id, record_in_transaction, &r))
+		{
+			case TXN_NO_EXTENSION:
+				return BATCH_NO_EXTENSION;
+			case TXN_FAILED:
+				break;
+			case TXN_COMMITTED:
+				count_outcome(pass->counts, r.outcome);
+				break;
+		}
 	}
-	return n >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
+	return b.nrows >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
 }
 
 PcrPassResult

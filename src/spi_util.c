@@ -1,5 +1,6 @@
 /*
- * spi_util.c — running kept SPI plans without leaking their text into errors
+ * spi_util.c — running kept SPI plans without leaking their text into errors,
+ * and re-throwing errors without the caller's statement or context
  */
 #include "pcr.h"
 #include "spi_util.h"
@@ -65,4 +66,38 @@ PcrRunPlanDef(SPIPlanPtr *plans, const PcrPlanDef *defs, int id, Datum *values,
 
 	if (rc != expected_rc)
 		elog(ERROR, "paperclip query %d failed: %s", id, SPI_result_code_string(rc));
+}
+
+void
+PcrRethrowPrivately(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	edata->hide_stmt = true;
+	edata->context = NULL;
+	edata->internalquery = NULL;
+	edata->internalpos = 0;
+	ReThrowError(edata);
+}
+
+void
+PcrRunPrivately(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback *saved_context = error_context_stack;
+
+	PG_TRY();
+	{
+		error_context_stack = NULL;
+		fn(arg);
+		error_context_stack = saved_context;
+	}
+	PG_CATCH();
+	{
+		PcrRethrowPrivately(cxt);
+	}
+	PG_END_TRY();
 }

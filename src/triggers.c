@@ -58,9 +58,11 @@ text_attr(HeapTuple tuple, Relation rel, const char *name)
 }
 
 /*
- * Run a driver's validation; if it fails, keep the statement out of the
- * server log: a config refused for carrying a private key would otherwise be
- * copied there by log_min_error_statement.
+ * Run a driver's validation; if it fails, keep the statement and its
+ * context out of the error: a config refused for carrying a private key
+ * would otherwise be copied into the server log by log_min_error_statement,
+ * and into the client's and the log's CONTEXT as a bind parameter with
+ * log_parameter_max_length_on_error.
  */
 typedef struct ValidateCall
 {
@@ -81,7 +83,7 @@ validate_hiding_statement(const PcrDriver *driver, Jsonb *config)
 {
 	ValidateCall c = {driver, config};
 
-	PcrRunHidingStatement(validate_call, &c, true, false);
+	PcrRunPrivately(validate_call, &c);
 	return c.config;
 }
 
@@ -345,7 +347,12 @@ Datum
 pcr_lease_ttl(PG_FUNCTION_ARGS)
 {
 	Interval   *iv = palloc0(sizeof(Interval));
+	Jsonb	   *config = PG_GETARG_JSONB_P(0);
 
-	iv->time = PcrLeaseTtlSeconds(PG_GETARG_JSONB_P(0)) * USECS_PER_SEC;
+	if (!PcrJsonbIsObject(config))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("argument \"config\" must be a JSON object")));
+	iv->time = PcrLeaseTtlSeconds(config) * USECS_PER_SEC;
 	PG_RETURN_INTERVAL_P(iv);
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 46_ssh_tarpit_share — one tenant cannot starve the others of driver workers.
+# 47_ssh_tarpit_share — one tenant cannot starve the others of driver workers.
 # Company A fires as many concurrent ssh acquires as there are workers at a
 # tarpit (a listener that accepts and never speaks, so every handshake hangs
 # until the connect timeout, here raised to a minute); company B's acquire
@@ -16,7 +16,7 @@ if ! ssh_lab_available; then
   exit 0
 fi
 tap_plan 6
-LAB=$PCR_WORK/ssh46
+LAB=$PCR_WORK/ssh47
 BG=()
 cleanup() {
   local pid
@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 ssh_lab_start "$LAB" || exit 1
 hung_listener_start "$LAB" || exit 1
-ssh_db_create pcr_ssh46 || exit 1
+ssh_db_create pcr_ssh47 || exit 1
 C2=00000000-0000-0000-0000-0000000000c2
 
 E_TARPIT=00000000-0000-0000-0000-000000004601
