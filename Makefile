@@ -43,12 +43,14 @@ OBJS = \
 	src/lease_exec_args.o \
 	src/lease_exec_audit.o \
 	src/lease_exec.o \
-	src/probe.o
+	src/probe.o \
+	src/proc_spawn.o \
+	src/proc_wait.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql $(wildcard sql/$(EXTENSION)--*--*.sql),$(wildcard sql/$(EXTENSION)--*.sql)) \
 	$(wildcard sql/$(EXTENSION)--*--*.sql)
-HEADERS = src/pcr_provider.h src/io.h src/pcr_exec.h
+HEADERS = src/pcr_provider.h src/io.h src/pcr_exec.h src/pcr_proc.h src/jsonb_util.h
 
 SHLIB_LINK += -lssh2 -lsodium
 PG_CPPFLAGS += -I$(srcdir)/src

@@ -138,17 +138,15 @@ extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
 /*
  * Shared config checks (driver_config.c; PcrConfigError, PcrConfigGetText,
- * PcrConfigCheckText and PcrConfigRefuseInlineCredentials are declared in
- * pcr_provider.h, for provider libraries too).
+ * PcrConfigCheckText, PcrConfigRefuseInlineCredentials, PcrConfigRequireObject,
+ * PcrConfigAddTtl and PcrConfigIsCommonKey are declared in pcr_provider.h, for
+ * provider libraries too).
  */
 #define PCR_HOST_MAX_BYTES				253	/* a DNS name */
 #define PCR_WORKSPACE_MODE_MAX_BYTES	128	/* acquire_run_lease(execution_workspace_mode) */
 
-/* An object of at most PCR_CONFIG_MAX_BYTES, or 22023. */
-extern void PcrConfigRequireObject(const char *driver, Jsonb *config);
+/* (PcrConfigRequireObject, PcrConfigAddTtl, PcrConfigIsCommonKey: pcr_provider.h) */
 extern bool PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl);
-extern void PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b);
-extern bool PcrConfigIsCommonKey(const char *key);
 
 /*
  * An ASCII host name (labels of letters, digits, "-" and "_") or an IP
@@ -170,8 +168,7 @@ extern void PcrConfigCheckProviderName(const char *driver, const char *field, co
  */
 extern char *PcrArgText(FunctionCallInfo fcinfo, int argno, const char *name, int flags, int max_bytes);
 
-/* Base metadata every driver writes: driver, executionWorkspaceMode. */
-extern void PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *req);
+/* (PcrMetadataBegin, the base metadata every driver writes: pcr_provider.h) */
 
 /* {ok, driver, summary, details} for a probe; details may be NULL */
 extern Jsonb *PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details);

@@ -42,11 +42,11 @@ PcrRegisterSandboxProvider(const PcrSandboxProvider *provider)
 				 errmsg("sandbox provider name \"%s\" is invalid", provider->name),
 				 errdetail("Provider names match ^[a-z0-9][a-z0-9._-]*$ and have at most %d bytes.",
 						   PCR_PROVIDER_NAME_MAX)));
-	if (provider->abi_version != PCR_PROVIDER_ABI_VERSION)
+	if (provider->abi_version < PCR_PROVIDER_ABI_MIN || provider->abi_version > PCR_PROVIDER_ABI_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("sandbox provider \"%s\" was built for provider ABI %d, this server has %d",
-						provider->name, provider->abi_version, PCR_PROVIDER_ABI_VERSION)));
+				 errmsg("sandbox provider \"%s\" was built for provider ABI %d, this server has %d to %d",
+						provider->name, provider->abi_version, PCR_PROVIDER_ABI_MIN, PCR_PROVIDER_ABI_VERSION)));
 	if (PcrSandboxProviderByName(provider->name) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
