@@ -3,6 +3,7 @@
  */
 #include "pcr.h"
 #include "reconciler.h"
+#include "ssh_allow.h"
 #include "tenant.h"
 #include "worker.h"
 
@@ -78,6 +79,8 @@ _PG_init(void)
 							NULL, &pcr_cleanup_max_attempts, 5, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	PcrTenantInit();
+
+	PcrSshAllowInit();
 
 	MarkGUCPrefixReserved("paperclip");
 
