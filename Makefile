@@ -46,6 +46,8 @@ OBJS = \
 	src/lease_exec_args.o \
 	src/lease_exec_audit.o \
 	src/lease_exec.o \
+	src/local_workspace.o \
+	src/local_exec.o \
 	src/probe.o \
 	src/proc_spawn.o \
 	src/proc_wait.o

@@ -247,6 +247,16 @@ AS 'MODULE_PATHNAME', 'pcr_lease_executions_backlog'
 LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.lease_executions_backlog(uuid[], integer) IS
     'internal: take up to n queued rows of lease_executions (calls whose transaction aborted) for this transaction to insert';
+
+-- the local driver's workspaces (local_workspace.c): the reconciler lists them
+-- to remove those whose lease is no longer active; granted to nobody
+CREATE FUNCTION paperclip.local_workspaces(OUT lease_id uuid, OUT creator_running boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_local_workspaces'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.local_workspaces() IS
+    'internal: the lease ids of the directories under paperclip.local_workspace_root, and whether the transaction that made one for a lease it had not committed yet still runs';
+REVOKE ALL ON FUNCTION paperclip.local_workspaces() FROM PUBLIC;
 REVOKE ALL ON FUNCTION paperclip.lease_execute(uuid, text, text[], text, jsonb, text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION paperclip.lease_executions_backlog(uuid[], integer) FROM PUBLIC;
 

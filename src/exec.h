@@ -69,6 +69,7 @@ typedef struct PcrExecLease
 	const char *provider_lease_id;	/* may be NULL */
 	Jsonb	   *metadata;		/* the lease's, may be NULL */
 	Jsonb	   *config;			/* the environment's, as stored */
+	bool		written_here;	/* this transaction wrote the lease row (not committed yet) */
 } PcrExecLease;
 
 /* Where the commands of a lease run, as its driver says (exec_prepare). */

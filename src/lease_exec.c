@@ -14,9 +14,10 @@
  * The function is SECURITY INVOKER with a pinned search_path (like COPY ...
  * PROGRAM, the local driver checks the role that calls it); it reads and
  * writes the extension's tables as the function's owner, so that callers
- * need no table privileges, and checks the company itself: a role that row-
- * level security restricts sees only leases of paperclip.company_id, as the
- * policies say, and another company's lease does not exist for it (42704).
+ * need no table privileges, and checks the company itself (tenant.h): a
+ * restricted role acts for its effective company only, and another
+ * company's lease does not exist for it (42704); with no effective company
+ * it may act for none (42501).
  *
  * Locking: the lease row is locked FOR KEY SHARE (and its run's, if any)
  * until the caller's transaction ends: the lease and the run cannot be
@@ -29,6 +30,7 @@
 #include "guc_ceiling.h"
 #include "lease_exec_audit.h"
 #include "spi_util.h"
+#include "tenant.h"
 #include "util.h"
 
 #include <limits.h>
@@ -137,7 +139,7 @@ static SPIPlanPtr lock_run_plan;
 static const char *const lookup_sql =
 "SELECT l.company_id, l.heartbeat_run_id, l.status, l.expires_at <= pg_catalog.now(), "
 "       l.provider, l.provider_lease_id, l.metadata, l.environment_id, e.name, e.config, "
-"       l.expires_at "
+"       l.expires_at, l.xmin "
 "  FROM paperclip.environment_leases AS l "
 "  JOIN paperclip.environments AS e ON e.company_id = l.company_id AND e.id = l.environment_id "
 " WHERE l.id = $1 AND ($2::uuid IS NULL OR l.company_id = $2) "
@@ -149,39 +151,10 @@ static const char *const lock_run_sql =
 typedef struct LookupArgs
 {
 	const pg_uuid_t *lease_id;
-	bool		restricted;
-	bool		has_company;
-	pg_uuid_t	company;		/* the only company a restricted caller may act for */
+	PcrTenantScope scope;		/* the companies the acting role may act for now */
 	PcrExecLease *lease;
 	MemoryContext cxt;
 } LookupArgs;
-
-/* The company a role that row-level security restricts acts for (main's rule: paperclip.company_id). */
-static void
-caller_scope(LookupArgs *la)
-{
-	la->restricted = !has_bypassrls_privilege(GetOuterUserId());
-	la->has_company = false;
-	if (la->restricted && pcr_company_id != NULL && pcr_company_id[0] != '\0')
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-
-		/* not a uuid: no company, as for the policies (which would raise instead) */
-		PG_TRY();
-		{
-			Datum		d = DirectFunctionCall1(uuid_in, CStringGetDatum(pcr_company_id));
-
-			memcpy(&la->company, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-			la->has_company = true;
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			FlushErrorState();
-		}
-		PG_END_TRY();
-	}
-}
 
 static char *
 copy_text(SPITupleTable *t, int col, MemoryContext cxt)
@@ -222,13 +195,11 @@ lookup_lease(void *arg)
 	char	   *id = PcrUuidToCString(la->lease_id);
 
 	values[0] = UUIDPGetDatum((pg_uuid_t *) la->lease_id);
-	values[1] = UUIDPGetDatum(&la->company);
-	if (!la->restricted)
+	values[1] = UUIDPGetDatum(&la->scope.company);
+	if (la->scope.all)
 		nulls[1] = 'n';
 	SPI_connect();
-	if (la->restricted && !la->has_company)
-		SPI_processed = 0;		/* a restricted role with no company sees no lease */
-	else if (PcrRunKeptPlan(&lookup_plan, lookup_sql, 2, types, values, nulls, false, 1) != SPI_OK_SELECT)
+	if (PcrRunKeptPlan(&lookup_plan, lookup_sql, 2, types, values, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "lease lookup failed");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -266,6 +237,8 @@ lookup_lease(void *arg)
 		   sizeof(pg_uuid_t));
 	lease->environment_name = copy_text(t, 9, la->cxt);
 	lease->config = copy_jsonb(t, 10, la->cxt);
+	lease->written_here =
+		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(SPI_getbinval(t->vals[0], t->tupdesc, 12, &isnull)));
 
 	/* the run cannot be deleted under the command either (its row is recorded) */
 	if (lease->has_run)
@@ -547,7 +520,7 @@ pcr_lease_execute(PG_FUNCTION_ARGS)
 	la.lease_id = PG_GETARG_UUID_P(0);
 	la.lease = &lease;
 	la.cxt = cxt;
-	caller_scope(&la);
+	la.scope = PcrTenantScopeRequire();	/* 42501 when a restricted role acts for no company */
 	as_owner(owner, lookup_lease, &la);
 
 	driver = PcrDriverOfLease(lease.metadata, lease.provider);

@@ -193,24 +193,24 @@ agent_role() {
                    CREATE ROLE pcr_exec60_nobody LOGIN; END IF; END \$\$" >/dev/null
 }
 agent_role
-tap_is "$(sql -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '$C1'" \
-              -c "SELECT exit_code FROM paperclip.lease_execute('$L', 'true')")" 0 "paperclip_agent runs a command in its company's lease"
-tap_is "$(sql -c "SET ROLE paperclip_admin" -c "SET paperclip.company_id = '$C1'" \
-              -c "SELECT exit_code FROM paperclip.lease_execute('$L', 'true')")" 0 "paperclip_admin too"
-tap_is "$(sql -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '$C1'" \
-              -c "SELECT count(*) > 0 FROM paperclip.lease_executions")" t "paperclip_agent reads its company's records"
-tap_is "$(sql -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '00000000-0000-0000-0000-0000000000c2'" \
-              -c "SELECT count(*) FROM paperclip.lease_executions")" 0 "... and none of another company"
-tap_is "$(sql_error -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '00000000-0000-0000-0000-0000000000c2'" \
+tap_is "$(sql -c "SET ROLE pcr_c1_agent" -c "SET paperclip.company_id = '$C1'" \
+              -c "SELECT exit_code FROM paperclip.lease_execute('$L', 'true')")" 0 "an agent (paperclip_agent, entitled to the company) runs a command in its lease"
+tap_is "$(sql -c "SET ROLE pcr_c1_admin" -c "SET paperclip.company_id = '$C1'" \
+              -c "SELECT exit_code FROM paperclip.lease_execute('$L', 'true')")" 0 "an admin (paperclip_admin) too"
+tap_is "$(sql -c "SET ROLE pcr_c1_agent" -c "SET paperclip.company_id = '$C1'" \
+              -c "SELECT count(*) > 0 FROM paperclip.lease_executions")" t "the agent reads its company's records"
+tap_is "$(sql -c "SET ROLE pcr_c2_agent" -c "SET paperclip.company_id = '00000000-0000-0000-0000-0000000000c2'" \
+              -c "SELECT count(*) FROM paperclip.lease_executions")" 0 "an agent of another company reads none of them"
+tap_is "$(sql_error -c "SET ROLE pcr_c2_agent" -c "SET paperclip.company_id = '00000000-0000-0000-0000-0000000000c2'" \
                     -c "SELECT * FROM paperclip.lease_execute('$L', 'true')")" "42704: lease $L does not exist" \
-  "paperclip_agent of another company: the lease does not exist for it (42704)"
+  "an agent of another company: the lease does not exist for it (42704)"
 tap_like "$(PGUSER=pcr_exec60_nobody sql_error -c "SELECT * FROM paperclip.lease_execute('$L', 'true')")" \
   "^42501: permission denied for (function lease_execute|schema paperclip)" "a role with no grant (PUBLIC) cannot run commands"
-tap_like "$(sql_error -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '$C1'" \
+tap_like "$(sql_error -c "SET ROLE pcr_c1_agent" -c "SET paperclip.company_id = '$C1'" \
                       -c "SELECT * FROM paperclip.lease_execute('$L', 'true', timeout_ms => 600000)")" \
   "^42501: timeout_ms \(600000 ms\) is above the server's paperclip.execute_timeout" \
   "a role that is not a superuser cannot ask for a timeout above the server's setting (42501)"
-tap_like "$(sql_error -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '$C1'" \
+tap_like "$(sql_error -c "SET ROLE pcr_c1_agent" -c "SET paperclip.company_id = '$C1'" \
                       -c "SELECT * FROM paperclip.lease_execute('$L', 'true', max_output_bytes => 1048576)")" \
   "^42501: max_output_bytes \(1048576 bytes\) is above the server's paperclip.execute_max_output" \
   "... nor a larger output cap"

@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(76);
+SELECT plan(78);
 
 -- the SQL surface of SPEC §8, exactly
 SELECT has_function('paperclip', 'lease_execute',
@@ -76,7 +76,7 @@ UNION ALL
 SELECT 'fake', id FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e2', '00000000-0000-0000-0000-0000000000f2');
 SELECT 1 FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e2', '00000000-0000-0000-0000-0000000000f3');
 INSERT INTO l SELECT 'released', id FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000000f3');
-GRANT SELECT ON l TO paperclip_agent, paperclip_admin;
+GRANT SELECT ON l TO pcr_c1_agent, pcr_c1_admin, pcr_c2_agent;
 CREATE FUNCTION pg_temp.lease(k text) RETURNS uuid LANGUAGE sql AS $$SELECT id FROM l WHERE l.k = $1$$;
 
 -- NULLs (22004)
@@ -145,21 +145,29 @@ SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, p
 
 -- another company's lease does not exist for a role that row-level security restricts
 SET LOCAL paperclip.company_id = '00000000-0000-0000-0000-0000000000c2';
-SET LOCAL ROLE paperclip_agent;
+SET LOCAL ROLE pcr_c2_agent;
 SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('fake')), '42704',
-                 format('lease %s does not exist', pg_temp.lease('fake')), 'paperclip_agent of another company: 42704');
+                 format('lease %s does not exist', pg_temp.lease('fake')), 'an agent of another company: 42704');
+RESET ROLE;
+SET LOCAL ROLE pcr_c1_agent;
+SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('fake')), '42501',
+                 NULL, 'an agent naming a company it is not entitled to: 42501');
 RESET ROLE;
 SET LOCAL paperclip.company_id = '';
-SET LOCAL ROLE paperclip_admin;
-SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('fake')), '42704',
-                 NULL, 'paperclip_admin with no company set: 42704');
+SET LOCAL ROLE pcr_c1_admin;
+SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('fake')), '42501',
+                 NULL, 'an admin with no company selected: 42501');
 RESET ROLE;
 SET LOCAL paperclip.company_id = '00000000-0000-0000-0000-0000000000c1';
-SET LOCAL ROLE paperclip_agent;
+SET LOCAL ROLE pcr_c1_agent;
 SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('fake')), '0A000',
-                 NULL, 'paperclip_agent of the lease''s company reaches the driver');
+                 NULL, 'an agent of the lease''s company reaches the driver');
 SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('released')), '55000',
-                 NULL, 'paperclip_agent: its company''s released lease → 55000');
+                 NULL, 'an agent: its company''s released lease → 55000');
+RESET ROLE;
+SET LOCAL ROLE pcr_c1_admin;
+SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('fake')), '0A000',
+                 NULL, 'an admin of the lease''s company reaches the driver');
 RESET ROLE;
 RESET paperclip.company_id;
 
