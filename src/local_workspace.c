@@ -49,24 +49,37 @@ cluster_label(void)
 void
 PcrLocalWorkspaceName(const pg_uuid_t *lease_id, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "pcr-%s-%s", cluster_label(), PcrUuidToCString(lease_id));
+	snprintf(out, outlen, "pcr-%s-db%u-%s", cluster_label(), MyDatabaseId, PcrUuidToCString(lease_id));
 }
 
-/* Is name pcr-<this cluster>-<uuid>?  The uuid into *lease_id. */
+/*
+ * Is name pcr-<this cluster>-db<oid>-<uuid>, for database db (InvalidOid:
+ * any; the driver workers have none)?  The uuid into *lease_id.
+ */
 static bool
-parse_name(const char *name, pg_uuid_t *lease_id)
+parse_name(const char *name, Oid db, pg_uuid_t *lease_id)
 {
-	char	   *prefix = psprintf("pcr-%s-", cluster_label());
+	char	   *prefix = psprintf("pcr-%s-db", cluster_label());
 	size_t		plen = strlen(prefix);
-	const char *u = name + plen;
+	const char *p = name + plen;
+	char	   *end;
+	unsigned long oid;
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = false;
 
-	if (strncmp(name, prefix, plen) != 0 || strlen(u) != 36 || strspn(u, "0123456789abcdef-") != 36)
+	if (strncmp(name, prefix, plen) != 0 || !isdigit((unsigned char) *p))
+		return false;
+	errno = 0;
+	oid = strtoul(p, &end, 10);
+	if (errno != 0 || *end != '-' || oid == 0 || oid > PG_UINT32_MAX ||
+		(OidIsValid(db) && (Oid) oid != db))
+		return false;
+	p = end + 1;
+	if (strlen(p) != 36 || strspn(p, "0123456789abcdef-") != 36)
 		return false;
 	PG_TRY();
 	{
-		memcpy(lease_id, DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(u))), sizeof(pg_uuid_t));
+		memcpy(lease_id, DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(p))), sizeof(pg_uuid_t));
 		ok = true;
 	}
 	PG_CATCH();
@@ -128,7 +141,10 @@ PcrLocalWorkspaceEnsure(const char *root, const char *name, TransactionId creato
 {
 	int			rootfd;
 	int			wsfd;
+	pg_uuid_t	lease_id;
 
+	if (!parse_name(name, InvalidOid, &lease_id))
+		elog(ERROR, "malformed local workspace name");
 	check_root_path(root);
 	if (mkdir(root, 0700) != 0 && errno != EEXIST)
 		refuse(psprintf("could not create the workspace root \"%%s\": %m"), root);
@@ -240,7 +256,7 @@ run_remove(PcrIoRequest *req, PcrIoResponse *resp)
 		elog(ERROR, "malformed local.remove request");
 	name = root + strlen(root) + 1;
 	if (name >= req->data + req->len || memchr(name, '\0', req->data + req->len - name) == NULL ||
-		!parse_name(name, &lease_id))
+		!parse_name(name, InvalidOid, &lease_id))
 		elog(ERROR, "malformed local.remove request");
 	check_root_path(root);
 	rootfd = openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -324,7 +340,7 @@ pcr_local_workspaces(PG_FUNCTION_ARGS)
 			bool		nulls[2] = {false, false};
 			struct stat st;
 
-			if (!parse_name(de->d_name, &lease_id) ||
+			if (!parse_name(de->d_name, MyDatabaseId, &lease_id) ||
 				fstatat(rootfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
 				continue;
 			values[0] = UUIDPGetDatum(&lease_id);

@@ -2,18 +2,19 @@
  * local_workspace.h — the per-lease directories of the local driver
  *
  * A command run by lease_execute on a local lease gets the directory
- * <paperclip.local_workspace_root>/pcr-<cluster>-<lease id> as HOME and as
- * the base of its cwd (0700, made on first use by the driver worker, the
- * root too).  <cluster> is the system identifier in hex, so clusters may
- * share a root.  A command run in a lease whose row its own transaction
+ * <paperclip.local_workspace_root>/pcr-<cluster>-db<database oid>-<lease id>
+ * as HOME and as the base of its cwd (0700, made on first use by the driver
+ * worker, the root too).  <cluster> is the system identifier in hex, so
+ * clusters and databases may share a root.  A command run in a lease whose row its own transaction
  * wrote (acquired, not yet committed) leaves a marker beside the directory,
  * <name>.xid, holding that transaction's id.
  *
  * Removal: the reconciler lists the root at every pass
- * (paperclip.local_workspaces()) and has a driver worker remove each
- * directory whose lease is not active or does not exist, unless the
- * transaction named by its marker is still running; removal never follows
- * a symbolic link.
+ * (paperclip.local_workspaces(): the directories of its own database) and
+ * has a driver worker remove each one whose lease is not active or does not
+ * exist, unless the transaction named by its marker is still running;
+ * removal never follows a symbolic link.  Workspaces of databases other
+ * than paperclip.database are not swept.
  */
 #ifndef PCR_LOCAL_WORKSPACE_H
 #define PCR_LOCAL_WORKSPACE_H
@@ -21,7 +22,7 @@
 #include "pcr.h"
 #include "io.h"
 
-#define PCR_LOCAL_NAME_MAX 80	/* pcr-<16 hex>-<36 uuid> and more */
+#define PCR_LOCAL_NAME_MAX 96	/* pcr-<16 hex>-db<10>-<36 uuid> and more */
 
 extern char *pcr_local_workspace_root;
 
