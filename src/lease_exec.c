@@ -552,6 +552,7 @@ pcr_lease_execute(PG_FUNCTION_ARGS)
 					   strcmp(get_database_name(MyDatabaseId), pcr_database) == 0);
 	watch_client();
 
+	PcrExecRecordRunning(&record);
 	PG_TRY();
 	{
 		InsertArgs	ia = {&record};

@@ -91,6 +91,15 @@ typedef struct AuditQueue
 
 static AuditQueue *queue = NULL;
 
+/*
+ * The call running now, if any: a FATAL (the client went away,
+ * pg_terminate_backend) ends the backend without the caller's PG_CATCH, so
+ * the abort at exit queues it, with the SQLSTATE of that FATAL.
+ */
+static PcrExecRecord *in_flight = NULL;
+
+static void register_callbacks(void);
+
 /* ------------------------------------------------------------------------
  * Shared memory
  * ------------------------------------------------------------------------ */
@@ -223,9 +232,17 @@ enqueue(const PcrExecRecord *r)
 void
 PcrExecRecordFailed(PcrExecRecord *r, int sqlerrcode)
 {
+	in_flight = NULL;
 	r->finished_at = Max(GetCurrentTimestamp(), r->started_at);
 	r->sqlerrcode = sqlerrcode;
 	enqueue(r);
+}
+
+void
+PcrExecRecordRunning(PcrExecRecord *r)
+{
+	register_callbacks();
+	in_flight = r;
 }
 
 /* ------------------------------------------------------------------------
@@ -240,6 +257,7 @@ typedef struct Tracked
 static MemoryContext tracked_cxt = NULL;
 static List *tracked = NIL;
 static bool callbacks_registered = false;
+
 
 static void
 forget_all(void)
@@ -281,6 +299,15 @@ audit_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			if (in_flight != NULL)
+			{
+				PcrExecRecord *r = in_flight;
+
+				in_flight = NULL;
+				r->finished_at = Max(GetCurrentTimestamp(), r->started_at);
+				r->sqlerrcode = ClientConnectionLost ? ERRCODE_CONNECTION_FAILURE : ERRCODE_ADMIN_SHUTDOWN;
+				enqueue(r);
+			}
 			queue_from_level(0);
 			forget_all();
 			break;
@@ -419,6 +446,7 @@ insert_row(const PcrExecRecord *r)
 void
 PcrExecRecordInsert(const PcrExecRecord *r)
 {
+	in_flight = NULL;
 	insert_row(r);
 	track(r);
 }

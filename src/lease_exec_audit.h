@@ -54,6 +54,13 @@ extern void PcrExecRecordOutcome(PcrExecRecord *r, const PcrExecOutcome *o);
 /* Insert it in the current transaction (as the tables' owner), and keep it for an abort. */
 extern void PcrExecRecordInsert(const PcrExecRecord *r);
 
+/*
+ * The command is about to run: should the backend end with a FATAL before
+ * the call returns (no PG_CATCH runs then), the abort at exit queues r.  r
+ * must live until PcrExecRecordInsert or PcrExecRecordFailed.
+ */
+extern void PcrExecRecordRunning(PcrExecRecord *r);
+
 /* The call raised sqlerrcode: queue the record for the reconciler (never raises). */
 extern void PcrExecRecordFailed(PcrExecRecord *r, int sqlerrcode);
 
