@@ -133,9 +133,9 @@ SELECT throws_ok($$SELECT * FROM paperclip.lease_execute('00000000-0000-0000-000
                  'lease 00000000-0000-0000-0000-00000000dead does not exist', 'an unknown lease → 42704');
 SELECT throws_ok(format($$SELECT * FROM paperclip.lease_execute(%L, 'true')$$, pg_temp.lease('released')), '55000',
                  format('lease %s is released', pg_temp.lease('released')), 'a released lease → 55000');
-INSERT INTO paperclip.environment_leases (id, company_id, environment_id, status, provider, expires_at, metadata)
+INSERT INTO paperclip.environment_leases (id, company_id, environment_id, heartbeat_run_id, status, provider, expires_at, metadata)
 VALUES ('00000000-0000-0000-0000-0000000000b1', '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e1',
-        'active', 'local', now() - interval '1 minute', '{"driver": "local"}');
+        '00000000-0000-0000-0000-0000000000f4', 'active', 'local', now() - interval '1 minute', '{"driver": "local"}');
 SELECT throws_ok($$SELECT * FROM paperclip.lease_execute('00000000-0000-0000-0000-0000000000b1', 'true')$$, '55000',
                  NULL, 'an active lease past its expiry → 55000');
 SELECT throws_like($$SELECT * FROM paperclip.lease_execute('00000000-0000-0000-0000-0000000000b1', 'true')$$,
