@@ -21,26 +21,57 @@
 
 static const char replacement[] = "\xEF\xBF\xBD";	/* U+FFFD */
 
-/* Valid UTF-8 with replacements, into buf. */
-static void
-sanitise_utf8(const char *data, Size len, StringInfo buf)
+/*
+ * Valid UTF-8 with replacements, in one text of exactly the right size: one
+ * pass to verify (and count what is replaced), one copy.  Output can be
+ * 16 MiB, so no buffer that grows by doubling.
+ */
+static int
+valid_prefix(const char *data, Size len)
 {
+	return pg_encoding_verifymbstr(PG_UTF8, data, (int) Min(len, (Size) (INT_MAX / 2)));
+}
+
+static text *
+sanitise_utf8(const char *data, Size len)
+{
+	Size		bad = 0;
 	Size		off = 0;
+	text	   *t;
+	char	   *o;
 
 	while (off < len)
 	{
-		int			remaining = (int) Min(len - off, (Size) (INT_MAX / 2));
-		int			valid = pg_encoding_verifymbstr(PG_UTF8, data + off, remaining);
-
-		appendBinaryStringInfo(buf, data + off, valid);
-		off += valid;
-		if (valid < remaining)
+		off += valid_prefix(data + off, len - off);
+		if (off < len)
 		{
-			/* a NUL, or a byte that starts no valid sequence: one replacement, one byte */
-			appendBinaryStringInfo(buf, replacement, 3);
+			bad++;				/* a NUL, or a byte that starts no valid sequence */
 			off++;
 		}
 	}
+	t = (text *) palloc(VARHDRSZ + len + 2 * bad);
+	SET_VARSIZE(t, VARHDRSZ + len + 2 * bad);
+	if (bad == 0)
+	{
+		memcpy(VARDATA(t), data, len);
+		return t;
+	}
+	o = VARDATA(t);
+	for (off = 0; off < len;)
+	{
+		int			valid = valid_prefix(data + off, len - off);
+
+		memcpy(o, data + off, valid);
+		o += valid;
+		off += valid;
+		if (off < len)
+		{
+			memcpy(o, replacement, 3);
+			o += 3;
+			off++;
+		}
+	}
+	return t;
 }
 
 /* UTF-8 to a database encoding, one character at a time where a whole conversion failed. */
@@ -81,18 +112,11 @@ to_database_encoding(const char *utf8, int len)
 text *
 PcrExecOutputText(const char *data, Size len)
 {
-	StringInfoData buf;
+	text	   *t = sanitise_utf8(data, len);
 
-	initStringInfo(&buf);
-	sanitise_utf8(data, len, &buf);
 	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
-	{
-		char	   *conv = to_database_encoding(buf.data, buf.len);
-
-		if (conv != buf.data)
-			return cstring_to_text(conv);
-	}
-	return cstring_to_text_with_len(buf.data, buf.len);
+		t = cstring_to_text(to_database_encoding(VARDATA(t), VARSIZE(t) - VARHDRSZ));
+	return t;
 }
 
 /* The signals of Linux (x86, arm; the numbers most architectures share). */
