@@ -16,7 +16,7 @@ if ! ssh_lab_available; then
   tap_skip_all "sshd is not installed"
   exit 0
 fi
-tap_plan 24
+tap_plan 26
 LAB=$PCR_WORK/exec61
 ROOT=$PCR_WORK/local61
 mkdir -p "$ROOT"
@@ -27,6 +27,7 @@ cleanup() {
        -c "ALTER SYSTEM RESET paperclip.local_workspace_root" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
   ssh_db_drop
   ssh_lab_stop
+  rm -rf "$ROOT"	# its database is not the reconciler's: nobody sweeps it
 }
 trap cleanup EXIT
 ssh_lab_start "$LAB" || exit 1
@@ -114,6 +115,10 @@ sessions_match
 tap_ok $? "... and the sshd sessions on the host are exactly the sessions the driver workers pool"
 
 # ------------------------------------------------------------ the caller goes away
+tap_is "$(sql_error -c "SET statement_timeout = '800ms'" -c "SELECT * FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 'sleep 6109 & sleep 6110'])")" \
+  "57014: canceling statement due to statement timeout" "statement_timeout mid-command: 57014"
+wait_none "sleep 61(09|10)"
+tap_ok $? "... and the remote command and its child are killed"
 PGAPPNAME=pcr_exec61_cancel sql_error -c "SELECT * FROM paperclip.lease_execute('$L', 'sleep', ARRAY['6101'])" >"$LAB/cancel.out" &
 bg=$!
 wait_started "sleep 6101"

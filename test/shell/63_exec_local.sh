@@ -18,6 +18,7 @@ chmod 700 "$ROOT"
 cleanup() {
   psql -XAtq -d postgres -c "ALTER SYSTEM RESET paperclip.local_workspace_root" -c "SELECT pg_reload_conf()" \
        -c "DROP DATABASE IF EXISTS pcr_exec63 WITH (FORCE)" -c "DROP ROLE IF EXISTS pcr_exec63_ops" >/dev/null 2>&1
+  rm -rf "$ROOT"	# its database is not the reconciler's: nobody sweeps it
 }
 trap cleanup EXIT
 seeded_db pcr_exec63 || exit 1
