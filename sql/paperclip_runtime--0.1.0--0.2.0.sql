@@ -47,3 +47,16 @@ COMMENT ON FUNCTION paperclip.vocabulary() IS
     'the status words the C code uses (run_status with terminal, lease_status, lease_policy, cleanup_status, release_status) and the drivers it has; they match the CHECK constraints';
 REVOKE ALL ON FUNCTION paperclip.vocabulary() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paperclip.vocabulary() TO paperclip_admin;
+
+-- sandbox providers (issue 9): a sandbox environment archived or deleted asks
+-- the reconciler to sweep provider objects once the change commits, so that
+-- its reusable sandbox is destroyed
+CREATE FUNCTION paperclip.environments_sandbox_sweep() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pcr_environments_sandbox_sweep' LANGUAGE C;
+COMMENT ON FUNCTION paperclip.environments_sandbox_sweep() IS
+    'a sandbox environment archived or deleted: the reconciler sweeps provider objects after commit (its reusable sandbox is destroyed)';
+REVOKE ALL ON FUNCTION paperclip.environments_sandbox_sweep() FROM PUBLIC;
+CREATE TRIGGER environments_sweep_sandboxes
+    AFTER UPDATE OF status OR DELETE ON paperclip.environments
+    FOR EACH ROW WHEN (OLD.driver = 'sandbox')
+    EXECUTE FUNCTION paperclip.environments_sandbox_sweep();

@@ -10,6 +10,7 @@
 #include "driver.h"
 #include "io_shmem.h"
 #include "reconciler.h"
+#include "sandbox.h"
 
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -43,6 +44,7 @@ pcr_shmem_request(void)
 		prev_shmem_request_hook();
 	PcrReconcilerShmemRequest();
 	PcrIoShmemRequest();
+	PcrInflightShmemRequest();
 }
 
 static void
@@ -53,6 +55,7 @@ pcr_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	PcrReconcilerShmemStartup();
 	PcrIoShmemStartup();
+	PcrInflightShmemStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

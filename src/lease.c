@@ -58,13 +58,14 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 	},
 	[PLAN_INSERT_LEASE] = {
 		"INSERT INTO paperclip.environment_leases AS l "
-		"  (company_id, environment_id, heartbeat_run_id, issue_id, execution_workspace_id, "
+		"  (id, company_id, environment_id, heartbeat_run_id, issue_id, execution_workspace_id, "
 		"   status, lease_policy, provider, provider_lease_id, "
 		"   acquired_at, last_used_at, expires_at, metadata) "
-		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, now(), now(), now() + $9, $10) "
+		"VALUES ($11, $1, $2, $3, $4, $5, 'active', $6, $7, $8, now(), now(), now() + $9, $10) "
 		"ON CONFLICT DO NOTHING "
 		"RETURNING l",
-		10, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, JSONBOID}
+		11, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, JSONBOID,
+		UUIDOID}
 	},
 	[PLAN_RELEASE] = {
 		"UPDATE paperclip.environment_leases AS l "
@@ -289,8 +290,8 @@ static bool
 insert_lease(FunctionCallInfo fcinfo, const PcrLeaseRequest *req, const char *policy,
 			 const PcrLeaseGrant *grant)
 {
-	Datum		values[10];
-	char		nulls[10];
+	Datum		values[11];
+	char		nulls[11];
 	Interval   *ttl = palloc0(sizeof(Interval));
 
 	ttl->time = PcrLeaseTtlSeconds(req->config) * USECS_PER_SEC;
@@ -314,6 +315,7 @@ insert_lease(FunctionCallInfo fcinfo, const PcrLeaseRequest *req, const char *po
 		values[7] = CStringGetTextDatum(grant->provider_lease_id);
 	values[8] = IntervalPGetDatum(ttl);
 	values[9] = JsonbPGetDatum(grant->metadata);
+	values[10] = UUIDPGetDatum((pg_uuid_t *) &req->lease_id);
 	run_plan(PLAN_INSERT_LEASE, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
 	return SPI_processed > 0;
 }
@@ -379,9 +381,16 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 			lock_environment_for_reuse(&req.environment_id);
 			check_holder(&req);
 		}
+		/* the lease id, before any side effect: provider objects are named after it */
+		memcpy(&req.lease_id, DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0)),
+			   sizeof(pg_uuid_t));
+		req.reusable = strcmp(policy, "reuse_by_environment") == 0;
 		driver->acquire(&req, &grant);
 		if (!insert_lease(fcinfo, &req, policy, &grant))
+		{
+			PcrDriverGrantUnused(driver, &req, &grant);
 			resolve_conflict(&req);
+		}
 	}
 	result = return_row(fcinfo, callerctx);
 	SPI_finish();

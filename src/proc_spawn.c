@@ -18,6 +18,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -68,7 +69,7 @@ typedef struct PcrChildPlan
 	char	   *const *envp;
 	const char *cwd;
 	pid_t		parent;
-	int			src[3 + PCR_PROC_MAX_REPORTS];	/* becomes descriptor i */
+	int			src[3 + PCR_PROC_MAX_REPORTS + 1];	/* becomes descriptor i */
 	int			nsrc;
 	int			errpipe;		/* becomes descriptor nsrc, close-on-exec */
 	int			maxfd;			/* for the close() loop when close_range is missing */
@@ -245,6 +246,7 @@ typedef struct PcrStartFds
 	int			out[2];
 	int			err[2];
 	int			rep[PCR_PROC_MAX_REPORTS][2];
+	int			input;			/* the memory file of spec->input_data */
 	int			errpipe[2];
 } PcrStartFds;
 
@@ -260,6 +262,7 @@ static void
 close_start_fds(PcrStartFds *f)
 {
 	close_if_open(&f->devnull);
+	close_if_open(&f->input);
 	for (int i = 0; i < 2; i++)
 	{
 		close_if_open(&f->in[i]);
@@ -280,6 +283,39 @@ start_error(PcrStartFds *f, const char *path, const char *step, int err)
 			(errcode(PCR_ERRCODE_REMOTE_IO),
 			 errmsg("could not start \"%s\"", path),
 			 errdetail("%s failed: %m", step)));
+}
+
+/* A close-on-exec memory file holding data, at offset 0; -1 with errno set. */
+static int
+open_input(const char *data, Size len)
+{
+	int			fd = memfd_create("paperclip-input", MFD_CLOEXEC);
+	Size		off = 0;
+
+	if (fd < 0)
+		return -1;
+	while (off < len)
+	{
+		ssize_t		n = write(fd, data + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+		{
+			int			save = errno;
+
+			close(fd);
+			errno = save;
+			return -1;
+		}
+		off += n;
+	}
+	if (lseek(fd, 0, SEEK_SET) != 0)
+	{
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* Make the pipes the spec asks for and fill the plan's descriptor table. */
@@ -311,6 +347,13 @@ open_start_fds(const PcrProcSpec *spec, PcrStartFds *f, PcrChildPlan *plan)
 		plan->src[3 + r] = f->rep[r][1];
 	}
 	plan->nsrc = 3 + spec->nreports;
+	if (spec->input_data != NULL)
+	{
+		f->input = above_floor(open_input(spec->input_data, spec->input_len));
+		if (f->input < 0)
+			start_error(f, spec->path, "memfd_create", errno);
+		plan->src[plan->nsrc++] = f->input;
+	}
 	plan->errpipe = f->errpipe[1];
 }
 
@@ -331,6 +374,7 @@ static void
 adopt_fds(PcrProc *proc, PcrStartFds *f, int nreports)
 {
 	close_if_open(&f->devnull);
+	close_if_open(&f->input);
 	close_if_open(&f->in[0]);
 	close_if_open(&f->out[1]);
 	close_if_open(&f->err[1]);

@@ -9,6 +9,7 @@
 #include "driver.h"
 #include "spi_util.h"
 #include "reconciler.h"
+#include "sandbox.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -27,6 +28,7 @@ PG_FUNCTION_INFO_V1(pcr_environments_delete_guard);
 PG_FUNCTION_INFO_V1(pcr_environment_leases_guard);
 PG_FUNCTION_INFO_V1(pcr_validate_environment_config);
 PG_FUNCTION_INFO_V1(pcr_lease_ttl);
+PG_FUNCTION_INFO_V1(pcr_environments_sandbox_sweep);
 
 static TriggerData *
 trigger_data(FunctionCallInfo fcinfo, const char *fname)
@@ -270,13 +272,26 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 	{
 		char	   *old_status = text_attr(oldtup, rel, "status");
 
+		char	   *cleanup = text_attr(oldtup, rel, "cleanup_status");
+		char	   *id = PcrUuidToCString(DatumGetUUIDP(heap_getattr(oldtup, attnum_of(rel, "id"),
+																	 RelationGetDescr(rel), &isnull)));
+
 		if (strcmp(old_status, "active") == 0)
 			ereport(ERROR,
 					(errcode(PCR_ERRCODE_WRONG_STATE),
-					 errmsg("cannot delete active lease %s",
-							PcrUuidToCString(DatumGetUUIDP(heap_getattr(oldtup, attnum_of(rel, "id"),
-																		RelationGetDescr(rel), &isnull)))),
+					 errmsg("cannot delete active lease %s", id),
 					 errhint("Release it with paperclip.release_run_leases() first.")));
+
+		/*
+		 * Its release side effects (destroying a sandbox, ...) are still to
+		 * be done, and the row is what tells the reconciler to do them.
+		 */
+		if (cleanup != NULL && strcmp(cleanup, "pending") == 0)
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_WRONG_STATE),
+					 errmsg("cannot delete lease %s while its cleanup is pending", id),
+					 errdetail("The reconciler has not yet carried out the side effects of its release."),
+					 errhint("Wait until cleanup_status is success or failed (paperclip.reconciler_wake() asks for a pass now).")));
 		return PointerGetDatum(oldtup);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
@@ -355,4 +370,28 @@ pcr_lease_ttl(PG_FUNCTION_ARGS)
 				 errmsg("argument \"config\" must be a JSON object")));
 	iv->time = PcrLeaseTtlSeconds(config) * USECS_PER_SEC;
 	PG_RETURN_INTERVAL_P(iv);
+}
+
+/*
+ * A sandbox environment archived or deleted: its reusable sandbox (if any)
+ * is to be destroyed.  Ask the reconciler for a sweep of provider objects
+ * once the change commits (AFTER UPDATE OF status OR DELETE, FOR EACH ROW
+ * WHEN (OLD.driver = 'sandbox')).
+ */
+Datum
+pcr_environments_sandbox_sweep(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = trigger_data(fcinfo, "environments_sandbox_sweep");
+	Relation	rel = td->tg_relation;
+	char	   *status;
+
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		elog(ERROR, "environments_sandbox_sweep must be an AFTER UPDATE OR DELETE row trigger");
+	if (strcmp(RelationGetRelationName(rel), "environments") != 0)
+		elog(ERROR, "environments_sandbox_sweep fires on paperclip.environments only");
+	status = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? text_attr(td->tg_newtuple, rel, "status") : NULL;
+	if (status == NULL || strcmp(status, "active") != 0)
+		PcrSandboxSweepAtCommit();
+	return PointerGetDatum(NULL);
 }
