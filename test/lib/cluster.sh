@@ -4,7 +4,8 @@
 #   pcr_cluster_init DIR PORT [extra postgresql.conf lines...]
 #   pcr_cluster_start DIR ; pcr_cluster_stop DIR [mode] ; pcr_cluster_restart DIR [mode]
 # Clusters listen on 127.0.0.1 only.  As root they run as the postgres OS user
-# (PostgreSQL refuses to run as root).
+# (PostgreSQL refuses to run as root).  The bwrap provider is preloaded with
+# the extension; its sandboxes live in DIR.sandboxes (0700, the server's).
 
 PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 
@@ -29,17 +30,18 @@ PY
 pcr_cluster_init() {
   local dir=$1 port=$2
   shift 2
-  mkdir -p "$dir"
+  mkdir -p "$dir" "$dir.sandboxes"
   chmod 755 "$(dirname "$dir")" 2>/dev/null || true
-  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
-  chmod 700 "$dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir" "$dir.sandboxes"; fi
+  chmod 700 "$dir" "$dir.sandboxes"
   pcr_as_pg "$PCR_PGBIN/initdb" -D "$dir" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 ||
     { cat "$dir.initdb.log" >&2; return 1; }
   {
     echo "listen_addresses = '127.0.0.1'"
     echo "port = $port"
     echo "unix_socket_directories = '$dir'"
-    echo "shared_preload_libraries = 'paperclip_runtime'"
+    echo "shared_preload_libraries = 'paperclip_runtime, paperclip_bwrap'"
+    echo "paperclip_bwrap.sandbox_root = '$dir.sandboxes'"
     echo "fsync = off"
     echo "synchronous_commit = off"
     echo "full_page_writes = off"
