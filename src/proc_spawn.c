@@ -1,11 +1,11 @@
 /*
  * proc_spawn.c — starting a child process that inherits nothing (pcr_proc.h)
  *
- * Everything the child needs is computed before the fork (descriptor
- * numbers, rlimit values, the parent's pid); between fork and exec the
+ * Everything the child needs is computed before it is created (descriptor
+ * numbers, rlimit values, the parent's pid); between clone and exec the
  * child makes only async-signal-safe calls (plain system calls) and reports
  * a failing step with its errno through a close-on-exec pipe, then
- * _exit(127).  The parent blocks every signal around fork(), so no
+ * _exit(127).  The parent blocks every signal around the clone, so no
  * PostgreSQL signal handler can run in the child before it has reset every
  * disposition to the default.
  *
@@ -17,6 +17,7 @@
 #include "proc_internal.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -158,6 +159,23 @@ child_main(const PcrChildPlan *p)
 	(void) sigprocmask(SIG_SETMASK, &none, NULL);
 	execve(p->path, p->argv, p->envp);
 	child_fail(errpipe, STEP_EXEC);
+}
+
+/*
+ * The child runs on a stack of its own in the parent's memory (CLONE_VM |
+ * CLONE_VFORK, as posix_spawn does: no copy of the worker's page tables,
+ * which costs most of a fork), while the parent waits until it has called
+ * execve or _exit.  It writes nothing but its own stack (and errno); its
+ * descriptor table, signal dispositions, rlimits, umask and cwd are its own
+ * copies, since neither CLONE_FILES, CLONE_SIGHAND nor CLONE_FS is given.
+ */
+static char child_stack[64 * 1024] pg_attribute_aligned(16);
+
+static int
+child_entry(void *arg)
+{
+	child_main((const PcrChildPlan *) arg);
+	return 127;
 }
 
 /* ------------------------------------------------------------------------
@@ -435,13 +453,11 @@ PcrProcStart(const PcrProcSpec *spec)
 
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
-	pid = fork();
-	if (pid == 0)
-		child_main(&plan);
+	pid = clone(child_entry, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
 	fork_errno = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0)
-		start_error(&f, spec->path, "fork", fork_errno);
+		start_error(&f, spec->path, "clone", fork_errno);
 
 	/* both sides set the group, so it is in place whichever runs first */
 	(void) setpgid(pid, pid);

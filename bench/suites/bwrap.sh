@@ -12,7 +12,7 @@
 #    the last ROLLBACK until nothing is left on disk.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-N=${BWRAP_BENCH_LEASES:-200}
+N=${BWRAP_BENCH_LEASES:-300}
 ORPHANS=${BWRAP_BENCH_ORPHANS:-1000}
 C=00000000-0000-0000-0000-00000000b2c1
 E=00000000-0000-0000-0000-00000000b2e1
@@ -44,7 +44,8 @@ SELECT id FROM paperclip.acquire_run_lease('$C', '$E', '$R');
 ROLLBACK;
 SQL
 
-# the sandbox of the baseline: the options bwrap_run.c gives a host image
+# the sandbox of the baseline: the mounts and namespaces bwrap_run.c gives a host
+# image (not its bookkeeping: the JSON status, the exec helper, the labels)
 BASE_SH=$BENCH_WORK/bwrap_baseline.sh
 cat >"$BASE_SH" <<'SH'
 #!/bin/bash
@@ -55,7 +56,10 @@ for i in $(seq 1 "$n"); do
   mkdir -m 700 "$ws"
   bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --hostname sandbox --clearenv \
     --setenv PATH /usr/bin:/bin --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \
-    --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --dir /etc --ro-bind-try /etc/ld.so.cache /etc/ld.so.cache \
+    --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --dir /etc \
+    --ro-bind-try /etc/ld.so.cache /etc/ld.so.cache --ro-bind-try /etc/ld.so.conf /etc/ld.so.conf \
+    --ro-bind-try /etc/ld.so.conf.d /etc/ld.so.conf.d --ro-bind-try /etc/alternatives /etc/alternatives \
+    --ro-bind-try /etc/nsswitch.conf /etc/nsswitch.conf --ro-bind-try /etc/localtime /etc/localtime \
     --proc /proc --dev /dev --tmpfs /tmp --bind "$ws" /workspace --remount-ro / --chdir /workspace -- true
   rm -rf "$ws"
 done

@@ -56,11 +56,13 @@ extern PcrProviderStatus BwrapListOwned(const char *cluster, PcrOwnedList *list,
 
 /*
  * Run spec in a sandbox of config (with workspace bound at /workspace, or
- * none: probe); fills outcome as pcr_exec.h says.  Never raises for what
- * the sandbox or the command did; 57014 when the caller gives up.
+ * none: probe); fills outcome as pcr_exec.h says.  Without the exec helper
+ * (a check that the sandbox comes up) only started and message mean
+ * anything.  Never raises for what the sandbox or the command did; 57014
+ * when the caller gives up.
  */
 extern void BwrapRun(Jsonb *config, Jsonb *metadata, const char *workspace, const PcrExecSpec *spec,
-					 PcrExecOutcome *outcome);
+					 bool with_helper, PcrExecOutcome *outcome);
 
 extern PcrProviderStatus BwrapProbe(const PcrSandboxObject *obj, PcrProviderResult *res);
 extern PcrProviderStatus BwrapExecute(const PcrSandboxObject *obj, const PcrExecSpec *spec,

@@ -265,13 +265,21 @@ first_line(const PcrExecOutcome *o)
 
 /* What became of the command, from the helper's line and bwrap's status. */
 static void
-interpret(const char *status, const char *helper, PcrExecOutcome *o)
+interpret(const char *status, const char *helper, bool with_helper, PcrExecOutcome *o)
 {
 	char		what[16];
 	int			value;
 	bool		came_up = status_int(status, "\"exit-code\"") >= 0;
 	bool		init_seen = status_int(status, "\"child-pid\"") > 0;
 
+	if (!with_helper)
+	{
+		/* a check that the sandbox comes up: the command's own fate does not matter */
+		o->started = came_up;
+		if (!came_up)
+			snprintf(o->message, sizeof(o->message), "the sandbox did not start: %s", first_line(o));
+		return;
+	}
 	if (sscanf(helper, "%15s %d", what, &value) == 2)
 	{
 		o->started = true;
@@ -293,7 +301,7 @@ interpret(const char *status, const char *helper, PcrExecOutcome *o)
 
 void
 BwrapRun(Jsonb *config, Jsonb *metadata, const char *workspace, const PcrExecSpec *spec,
-		 PcrExecOutcome *o)
+		 bool with_helper, PcrExecOutcome *o)
 {
 	StringInfoData options;
 	StringInfoData status;
@@ -325,8 +333,11 @@ BwrapRun(Jsonb *config, Jsonb *metadata, const char *workspace, const PcrExecSpe
 	argv[n++] = "--args";
 	argv[n++] = CHILD_ARGS_FD;
 	argv[n++] = "--";
-	argv[n++] = BWRAP_HELPER_IN_SANDBOX;
-	argv[n++] = CHILD_HELPER_FD;
+	if (with_helper)
+	{
+		argv[n++] = BWRAP_HELPER_IN_SANDBOX;
+		argv[n++] = CHILD_HELPER_FD;
+	}
 	argv[n++] = spec->command;
 	for (int i = 0; i < spec->nargs; i++)
 		argv[n++] = spec->args[i];
@@ -365,7 +376,7 @@ BwrapRun(Jsonb *config, Jsonb *metadata, const char *workspace, const PcrExecSpe
 	(void) PcrProcReadReport(proc, REPORT_HELPER, &helper, 256, false,
 							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000));
 	PcrProcKill(proc);
-	interpret(status.data, helper.data, o);
+	interpret(status.data, helper.data, with_helper, o);
 }
 
 /* ------------------------------------------------------------------------
@@ -379,14 +390,21 @@ ms_until(TimestampTz deadline, int cap)
 	return (int) Max(Min(ms, cap), 1);
 }
 
-/* `true` in a sandbox of obj's config (workspace NULL: none bound) */
+/*
+ * Does a sandbox of obj's config come up (workspace NULL: none bound)?  It
+ * runs the exec helper's --check, which every sandbox has whatever its
+ * image holds, and exits at once.
+ */
 static void
 run_true(const PcrSandboxObject *obj, const char *workspace, PcrExecOutcome *o)
 {
 	const char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin"};
+	const char *args[] = {"--check"};
 	PcrExecSpec spec = {0};
 
-	spec.command = "true";
+	spec.command = BWRAP_HELPER_IN_SANDBOX;
+	spec.nargs = 1;
+	spec.args = args;
 	spec.nenv = 1;
 	spec.env = env;
 	spec.cwd = "";
@@ -395,7 +413,7 @@ run_true(const PcrSandboxObject *obj, const char *workspace, PcrExecOutcome *o)
 	memset(o, 0, sizeof(*o));
 	o->out = palloc(spec.max_output);
 	o->err = palloc(spec.max_output);
-	BwrapRun(obj->config, obj->metadata, workspace, &spec, o);
+	BwrapRun(obj->config, obj->metadata, workspace, &spec, false, o);
 }
 
 PcrProviderStatus
@@ -455,6 +473,6 @@ BwrapExecute(const PcrSandboxObject *obj, const PcrExecSpec *spec, PcrExecOutcom
 	if (lstat(workspace, &st) != 0 || !S_ISDIR(st.st_mode))
 		return PcrProviderReport(res, PCR_PROVIDER_NOT_FOUND, "the workspace of sandbox \"%s\" no longer exists",
 								 obj->name);
-	BwrapRun(obj->config, obj->metadata, workspace, spec, outcome);
+	BwrapRun(obj->config, obj->metadata, workspace, spec, true, outcome);
 	return PCR_PROVIDER_OK;
 }

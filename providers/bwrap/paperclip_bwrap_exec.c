@@ -2,6 +2,7 @@
  * paperclip_bwrap_exec.c — the first process inside a bwrap sandbox
  *
  *     paperclip_bwrap_exec STATUS_FD COMMAND [ARGS...]
+ *     paperclip_bwrap_exec --check      (exits 0: the sandbox came up)
  *
  * bwrap reports a command killed by signal N as exit code 128 + N, and a
  * command it could not execute as exit code 1: neither can be told apart
@@ -65,6 +66,8 @@ main(int argc, char **argv)
 	pid_t		pid;
 	char	   *end;
 
+	if (argc == 2 && strcmp(argv[1], "--check") == 0)
+		return 0;				/* the sandbox came up: all a create's check asks */
 	if (argc < 3)
 	{
 		fprintf(stderr, "usage: paperclip_bwrap_exec STATUS_FD COMMAND [ARGS...]\n");

@@ -5,7 +5,8 @@
 #   pcr_cluster_start DIR ; pcr_cluster_stop DIR [mode] ; pcr_cluster_restart DIR [mode]
 # Clusters listen on 127.0.0.1 only.  As root they run as the postgres OS user
 # (PostgreSQL refuses to run as root).  The bwrap provider is preloaded with
-# the extension; its sandboxes live in DIR.sandboxes (0700, the server's).
+# the extension; its sandboxes live in DIR.sandboxes (0700, the server's), or in
+# the provider's default sandbox_root with PCR_SANDBOX_ROOT=default.
 
 PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 
@@ -41,7 +42,7 @@ pcr_cluster_init() {
     echo "port = $port"
     echo "unix_socket_directories = '$dir'"
     echo "shared_preload_libraries = 'paperclip_runtime, paperclip_bwrap'"
-    echo "paperclip_bwrap.sandbox_root = '$dir.sandboxes'"
+    [ "${PCR_SANDBOX_ROOT:-}" = default ] || echo "paperclip_bwrap.sandbox_root = '$dir.sandboxes'"
     echo "fsync = off"
     echo "synchronous_commit = off"
     echo "full_page_writes = off"
