@@ -60,7 +60,8 @@ typedef struct PcrDriver
 	/*
 	 * Optional: lease_policy of a new lease for this (normalised) config;
 	 * "reuse_by_environment" makes the environment exclusive: one run at a
-	 * time.  Default: "ephemeral".
+	 * time.  The lease trigger calls it for every active lease written, so
+	 * it must answer for any stored config without raising.  Default: "ephemeral".
 	 */
 	const char *(*lease_policy) (Jsonb *config);
 

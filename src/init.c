@@ -11,6 +11,7 @@
 #include "io_shmem.h"
 #include "reconciler.h"
 #include "sandbox.h"
+#include "tenant.h"
 
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -93,10 +94,7 @@ _PG_init(void)
 							"Attempts at a lease's release side effects before it is marked failed.",
 							NULL, &pcr_cleanup_max_attempts, 5, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("paperclip.company_id",
-							   "Company whose rows non-owner roles see (row-level security).",
-							   NULL, &pcr_company_id, "",
-							   PGC_USERSET, 0, NULL, NULL, NULL);
+	PcrTenantInit();
 
 	DefineCustomBoolVariable("paperclip.check_lookup_paths",
 							 "Repeat every direct acquire lookup through SPI and compare (for tests).",

@@ -27,6 +27,12 @@
 #define PCR_BGW_FLAGS_CONNECTION 0
 #endif
 
+#if PG_VERSION_NUM >= 160000
+#define PcrClassOwnercheck(relid, role) object_ownercheck(RelationRelationId, (relid), (role))
+#else
+#define PcrClassOwnercheck(relid, role) pg_class_ownercheck((relid), (role))
+#endif
+
 /* a WaitEventSet the caller frees (PG 16 tracks sets by resource owner, NULL: none) */
 #if PG_VERSION_NUM >= 160000
 #define PcrCreateWaitEventSet(n) CreateWaitEventSet(NULL, (n))

@@ -3,7 +3,7 @@
  *
  * Each list is written once, as an X-macro, and expands to both a C array
  * (vocab.c) and, where C code puts it into SQL, a quoted SQL list.  The
- * table CHECK constraints in sql/ are the SQL side; test/sql/08_vocabulary
+ * table CHECK constraints in sql/ are the SQL side; test/sql/12_vocabulary
  * compares them with paperclip.vocabulary(), which lists these.
  */
 #ifndef PCR_VOCAB_H

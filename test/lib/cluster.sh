@@ -52,12 +52,12 @@ pcr_cluster_init() {
   } >>"$dir/postgresql.conf"
 }
 
-# PCR_VALGRIND=1: every server runs under valgrind memcheck (reports in DIR.valgrind.PID.log;
+# PCR_VALGRIND=1: every server runs under valgrind memcheck (reports in DIR/valgrind.PID.log;
 # slow: timed assertions will fail, the reports are what to read; keep them with PCR_KEEP=1)
 _pcr_postgres() {
   local dir=$1
   if [ -z "${PCR_VALGRIND:-}" ]; then return 0; fi
-  printf '#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 --log-file=%s.valgrind.%%p.log %s "$@"\n' \
+  printf '#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 --log-file=%s/valgrind.%%p.log %s "$@"\n' \
     "$dir" "$PCR_PGBIN/postgres" >"$dir.valgrind.sh"
   chmod 755 "$dir.valgrind.sh"
   echo "-p $dir.valgrind.sh -t 600"
