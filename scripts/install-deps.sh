@@ -12,6 +12,7 @@ PACKAGES=(
   libtap-parser-sourcehandler-pgtap-perl
   libssh2-1-dev
   libsodium-dev
+  bubblewrap
   openssh-server
   openssh-client
   python3

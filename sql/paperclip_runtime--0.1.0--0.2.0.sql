@@ -268,3 +268,16 @@ GRANT EXECUTE ON FUNCTION
     paperclip.lease_execute(uuid, text, text[], text, jsonb, text, integer, integer)
 TO paperclip_agent, paperclip_admin;
 SELECT pg_catalog.pg_extension_config_dump('paperclip.lease_executions', '');
+
+-- sandbox providers (issue 9): a sandbox environment archived or deleted asks
+-- the reconciler to sweep provider objects once the change commits, so that
+-- its reusable sandbox is destroyed
+CREATE FUNCTION paperclip.environments_sandbox_sweep() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pcr_environments_sandbox_sweep' LANGUAGE C;
+COMMENT ON FUNCTION paperclip.environments_sandbox_sweep() IS
+    'a sandbox environment archived or deleted: the reconciler sweeps provider objects after commit (its reusable sandbox is destroyed)';
+REVOKE ALL ON FUNCTION paperclip.environments_sandbox_sweep() FROM PUBLIC;
+CREATE TRIGGER environments_sweep_sandboxes
+    AFTER UPDATE OF status OR DELETE ON paperclip.environments
+    FOR EACH ROW WHEN (OLD.driver = 'sandbox')
+    EXECUTE FUNCTION paperclip.environments_sandbox_sweep();

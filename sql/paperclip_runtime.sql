@@ -471,6 +471,10 @@ CREATE FUNCTION paperclip.environments_delete_guard() RETURNS trigger
 AS 'MODULE_PATHNAME', 'pcr_environments_delete_guard' LANGUAGE C;
 CREATE FUNCTION paperclip.environment_leases_guard() RETURNS trigger
 AS 'MODULE_PATHNAME', 'pcr_environment_leases_guard' LANGUAGE C;
+CREATE FUNCTION paperclip.environments_sandbox_sweep() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pcr_environments_sandbox_sweep' LANGUAGE C;
+COMMENT ON FUNCTION paperclip.environments_sandbox_sweep() IS
+    'a sandbox environment archived or deleted: the reconciler sweeps provider objects after commit (its reusable sandbox is destroyed)';
 
 ----------------------------------------------------------------------------
 -- Run triggers (SPEC §3.3)
@@ -538,6 +542,10 @@ CREATE TRIGGER environments_config_check
 CREATE TRIGGER environments_refuse_delete_with_active_leases
     BEFORE DELETE ON paperclip.environments
     FOR EACH ROW EXECUTE FUNCTION paperclip.environments_delete_guard();
+CREATE TRIGGER environments_sweep_sandboxes
+    AFTER UPDATE OF status OR DELETE ON paperclip.environments
+    FOR EACH ROW WHEN (OLD.driver = 'sandbox')
+    EXECUTE FUNCTION paperclip.environments_sandbox_sweep();
 
 CREATE TRIGGER environment_leases_state_guard
     BEFORE INSERT OR UPDATE OR DELETE ON paperclip.environment_leases

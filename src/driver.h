@@ -26,6 +26,14 @@ typedef struct PcrLeaseCleanup
 	const char *provider_lease_id;	/* may be NULL */
 	Jsonb	   *metadata;		/* the lease's metadata, may be NULL */
 	int			attempt;		/* 1 for the first try */
+	pg_uuid_t	environment_id;
+	Jsonb	   *environment_config; /* NULL when the environment is gone */
+
+	/*
+	 * The lease is reusable and its environment still active: keep what the
+	 * lease used for the environment's next run (release, not destroy).
+	 */
+	bool		keep_object;
 } PcrLeaseCleanup;
 
 /*
@@ -104,6 +112,13 @@ typedef struct PcrDriver
 	void		(*exec_prepare) (const PcrExecLease *lease, PcrExecTarget *target);
 	void		(*execute) (const PcrExecLease *lease, const PcrExecCall *call,
 							PcrExecOutcome *outcome);
+
+	/*
+	 * Optional: the lease core called acquire, but wrote no row with the
+	 * grant (a concurrent acquire of the same run and environment won):
+	 * undo what acquire prepared.  Called in the same transaction.
+	 */
+	void		(*grant_unused) (const PcrLeaseRequest *req, const PcrLeaseGrant *grant);
 } PcrDriver;
 
 extern const PcrDriver pcr_driver_local;
@@ -125,6 +140,8 @@ extern const char *PcrDriverLeasePolicy(const PcrDriver *driver, Jsonb *config);
 extern void PcrDriverCheckAvailable(const PcrDriver *driver, Jsonb *config);
 extern bool PcrDriverReleaseNeedsCleanup(const PcrDriver *driver, Jsonb *lease_metadata);
 extern Jsonb *PcrDriverProbe(const PcrDriver *driver, const PcrLeaseRequest *req);
+extern void PcrDriverGrantUnused(const PcrDriver *driver, const PcrLeaseRequest *req,
+								 const PcrLeaseGrant *grant);
 
 /* A PcrLeaseCleanup as the request of a cleanup operation, and back (worker side). */
 extern char *PcrLeaseCleanupPack(const PcrLeaseCleanup *lease, Size *len);

@@ -130,6 +130,9 @@ typedef struct PcrExecInvokeArgs
 extern void PcrExecInvoke(const PcrExecCall *call, const PcrExecInvokeArgs *args,
 						  PcrExecOutcome *outcome);
 
+/* Raise 58030 for an outcome that did not start, 08006 for one whose transport died. */
+extern void PcrExecRaiseOutcome(const PcrExecOutcome *outcome);
+
 /* Zero (and free) the secret variables of a call. */
 extern void PcrExecCallWipe(PcrExecCall *call);
 

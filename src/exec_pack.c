@@ -207,7 +207,12 @@ PcrExecInvoke(const PcrExecCall *call, const PcrExecInvokeArgs *a, PcrExecOutcom
 	pfree(p.data);
 	pfree(p.secrets);
 	unpack_outcome(&res, call, outcome);
+	PcrExecRaiseOutcome(outcome);
+}
 
+void
+PcrExecRaiseOutcome(const PcrExecOutcome *outcome)
+{
 	if (!outcome->started)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_REMOTE_IO),

@@ -12,6 +12,7 @@
 #include "io_shmem.h"
 #include "lease_exec_audit.h"
 #include "reconciler.h"
+#include "sandbox.h"
 #include "tenant.h"
 
 #include "miscadmin.h"
@@ -47,6 +48,7 @@ pcr_shmem_request(void)
 	PcrReconcilerShmemRequest();
 	PcrIoShmemRequest();
 	PcrExecAuditShmemRequest();
+	PcrInflightShmemRequest();
 }
 
 static void
@@ -58,6 +60,7 @@ pcr_shmem_startup(void)
 	PcrReconcilerShmemStartup();
 	PcrIoShmemStartup();
 	PcrExecAuditShmemStartup();
+	PcrInflightShmemStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

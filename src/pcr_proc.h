@@ -10,9 +10,10 @@
  * - empty signal mask and default dispositions for every signal (the worker
  *   blocks every signal around the fork, so no PostgreSQL handler ever runs
  *   in the child);
- * - every inherited descriptor closed (close_range) except 0, 1, 2 and the
- *   report pipes of the spec (3, 4, ...): the postmaster-death pipe, the
- *   pipe of whoever started the server, sockets, ... are not inherited;
+ * - every inherited descriptor closed (close_range) except 0, 1, 2, the
+ *   report pipes of the spec (3, 4, ...) and its input file (after them):
+ *   the postmaster-death pipe, the pipe of whoever started the server,
+ *   sockets, ... are not inherited;
  * - exactly the environment of the spec; umask 022; the spec's rlimits
  *   (soft = hard, so the child cannot raise them; CORE always 0; NPROC never
  *   touched: it counts every process of the server's OS user);
@@ -69,6 +70,16 @@ typedef struct PcrProcSpec
 	 * --json-status-fd 3.
 	 */
 	int			nreports;
+
+	/*
+	 * Bytes the child reads from descriptor 3 + nreports, a memory file
+	 * (memfd) at offset 0: NULL for none.  For what must not be in the
+	 * child's argv, which /proc shows every user of the host: e.g. bwrap
+	 * --args with the --setenv of secret values.  Once the child has it,
+	 * only the child holds it.
+	 */
+	const char *input_data;
+	Size		input_len;
 
 	uint64		rlimit_as;		/* bytes; 0: the worker's hard limit */
 	uint64		rlimit_fsize;	/* bytes; 0: the worker's hard limit */

@@ -1,11 +1,11 @@
 /*
  * proc_spawn.c — starting a child process that inherits nothing (pcr_proc.h)
  *
- * Everything the child needs is computed before the fork (descriptor
- * numbers, rlimit values, the parent's pid); between fork and exec the
+ * Everything the child needs is computed before it is created (descriptor
+ * numbers, rlimit values, the parent's pid); between clone and exec the
  * child makes only async-signal-safe calls (plain system calls) and reports
  * a failing step with its errno through a close-on-exec pipe, then
- * _exit(127).  The parent blocks every signal around fork(), so no
+ * _exit(127).  The parent blocks every signal around the clone, so no
  * PostgreSQL signal handler can run in the child before it has reset every
  * disposition to the default.
  *
@@ -17,7 +17,9 @@
 #include "proc_internal.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -68,7 +70,7 @@ typedef struct PcrChildPlan
 	char	   *const *envp;
 	const char *cwd;
 	pid_t		parent;
-	int			src[3 + PCR_PROC_MAX_REPORTS];	/* becomes descriptor i */
+	int			src[3 + PCR_PROC_MAX_REPORTS + 1];	/* becomes descriptor i */
 	int			nsrc;
 	int			errpipe;		/* becomes descriptor nsrc, close-on-exec */
 	int			maxfd;			/* for the close() loop when close_range is missing */
@@ -159,6 +161,23 @@ child_main(const PcrChildPlan *p)
 	child_fail(errpipe, STEP_EXEC);
 }
 
+/*
+ * The child runs on a stack of its own in the parent's memory (CLONE_VM |
+ * CLONE_VFORK, as posix_spawn does: no copy of the worker's page tables,
+ * which costs most of a fork), while the parent waits until it has called
+ * execve or _exit.  It writes nothing but its own stack (and errno); its
+ * descriptor table, signal dispositions, rlimits, umask and cwd are its own
+ * copies, since neither CLONE_FILES, CLONE_SIGHAND nor CLONE_FS is given.
+ */
+static char child_stack[64 * 1024] pg_attribute_aligned(16);
+
+static int
+child_entry(void *arg)
+{
+	child_main((const PcrChildPlan *) arg);
+	return 127;
+}
+
 /* ------------------------------------------------------------------------
  * The parent
  * ------------------------------------------------------------------------ */
@@ -245,6 +264,7 @@ typedef struct PcrStartFds
 	int			out[2];
 	int			err[2];
 	int			rep[PCR_PROC_MAX_REPORTS][2];
+	int			input;			/* the memory file of spec->input_data */
 	int			errpipe[2];
 } PcrStartFds;
 
@@ -260,6 +280,7 @@ static void
 close_start_fds(PcrStartFds *f)
 {
 	close_if_open(&f->devnull);
+	close_if_open(&f->input);
 	for (int i = 0; i < 2; i++)
 	{
 		close_if_open(&f->in[i]);
@@ -280,6 +301,39 @@ start_error(PcrStartFds *f, const char *path, const char *step, int err)
 			(errcode(PCR_ERRCODE_REMOTE_IO),
 			 errmsg("could not start \"%s\"", path),
 			 errdetail("%s failed: %m", step)));
+}
+
+/* A close-on-exec memory file holding data, at offset 0; -1 with errno set. */
+static int
+open_input(const char *data, Size len)
+{
+	int			fd = memfd_create("paperclip-input", MFD_CLOEXEC);
+	Size		off = 0;
+
+	if (fd < 0)
+		return -1;
+	while (off < len)
+	{
+		ssize_t		n = write(fd, data + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+		{
+			int			save = errno;
+
+			close(fd);
+			errno = save;
+			return -1;
+		}
+		off += n;
+	}
+	if (lseek(fd, 0, SEEK_SET) != 0)
+	{
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* Make the pipes the spec asks for and fill the plan's descriptor table. */
@@ -311,6 +365,13 @@ open_start_fds(const PcrProcSpec *spec, PcrStartFds *f, PcrChildPlan *plan)
 		plan->src[3 + r] = f->rep[r][1];
 	}
 	plan->nsrc = 3 + spec->nreports;
+	if (spec->input_data != NULL)
+	{
+		f->input = above_floor(open_input(spec->input_data, spec->input_len));
+		if (f->input < 0)
+			start_error(f, spec->path, "memfd_create", errno);
+		plan->src[plan->nsrc++] = f->input;
+	}
 	plan->errpipe = f->errpipe[1];
 }
 
@@ -331,6 +392,7 @@ static void
 adopt_fds(PcrProc *proc, PcrStartFds *f, int nreports)
 {
 	close_if_open(&f->devnull);
+	close_if_open(&f->input);
 	close_if_open(&f->in[0]);
 	close_if_open(&f->out[1]);
 	close_if_open(&f->err[1]);
@@ -391,13 +453,11 @@ PcrProcStart(const PcrProcSpec *spec)
 
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
-	pid = fork();
-	if (pid == 0)
-		child_main(&plan);
+	pid = clone(child_entry, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
 	fork_errno = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0)
-		start_error(&f, spec->path, "fork", fork_errno);
+		start_error(&f, spec->path, "clone", fork_errno);
 
 	/* both sides set the group, so it is in place whichever runs first */
 	(void) setpgid(pid, pid);

@@ -272,6 +272,7 @@ add_counts(PcrPassCounts *total, const PcrPassCounts *pass)
 	total->cleanups_succeeded += pass->cleanups_succeeded;
 	total->cleanup_attempts_failed += pass->cleanup_attempts_failed;
 	total->cleanups_given_up += pass->cleanups_given_up;
+	total->objects_destroyed += pass->objects_destroyed;
 	total->errors += pass->errors;
 }
 
@@ -316,14 +317,14 @@ reconciler_pass(MemoryContext passcxt, bool sweep)
 	if (result != PCR_PASS_DONE)
 		return false;
 	if (counts.expired + counts.released + counts.cleanups_succeeded +
-		counts.cleanups_given_up + counts.errors > 0 || sweep)
+		counts.cleanups_given_up + counts.objects_destroyed + counts.errors > 0 || sweep)
 		ereport(LOG,
 				(errmsg("paperclip reconciler: %s expired " INT64_FORMAT ", released " INT64_FORMAT
 						" leases; cleaned up " INT64_FORMAT ", gave up on " INT64_FORMAT
-						"; " INT64_FORMAT " errors",
+						"; destroyed " INT64_FORMAT " sandboxes without a lease; " INT64_FORMAT " errors",
 						sweep ? "start-up sweep" : "pass",
 						counts.expired, counts.released, counts.cleanups_succeeded,
-						counts.cleanups_given_up, counts.errors)));
+						counts.cleanups_given_up, counts.objects_destroyed, counts.errors)));
 	return true;
 }
 

@@ -4,7 +4,9 @@
 #   pcr_cluster_init DIR PORT [extra postgresql.conf lines...]
 #   pcr_cluster_start DIR ; pcr_cluster_stop DIR [mode] ; pcr_cluster_restart DIR [mode]
 # Clusters listen on 127.0.0.1 only.  As root they run as the postgres OS user
-# (PostgreSQL refuses to run as root).
+# (PostgreSQL refuses to run as root).  The bwrap provider is preloaded with
+# the extension; its sandboxes live in DIR.sandboxes (0700, the server's), or in
+# the provider's default sandbox_root with PCR_SANDBOX_ROOT=default.
 
 PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 
@@ -29,17 +31,18 @@ PY
 pcr_cluster_init() {
   local dir=$1 port=$2
   shift 2
-  mkdir -p "$dir"
+  mkdir -p "$dir" "$dir.sandboxes"
   chmod 755 "$(dirname "$dir")" 2>/dev/null || true
-  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
-  chmod 700 "$dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir" "$dir.sandboxes"; fi
+  chmod 700 "$dir" "$dir.sandboxes"
   pcr_as_pg "$PCR_PGBIN/initdb" -D "$dir" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 ||
     { cat "$dir.initdb.log" >&2; return 1; }
   {
     echo "listen_addresses = '127.0.0.1'"
     echo "port = $port"
     echo "unix_socket_directories = '$dir'"
-    echo "shared_preload_libraries = 'paperclip_runtime'"
+    echo "shared_preload_libraries = 'paperclip_runtime, paperclip_bwrap'"
+    [ "${PCR_SANDBOX_ROOT:-}" = default ] || echo "paperclip_bwrap.sandbox_root = '$dir.sandboxes'"
     echo "fsync = off"
     echo "synchronous_commit = off"
     echo "full_page_writes = off"
@@ -49,12 +52,12 @@ pcr_cluster_init() {
   } >>"$dir/postgresql.conf"
 }
 
-# PCR_VALGRIND=1: every server runs under valgrind memcheck (reports in DIR.valgrind.PID.log;
+# PCR_VALGRIND=1: every server runs under valgrind memcheck (reports in DIR/valgrind.PID.log;
 # slow: timed assertions will fail, the reports are what to read; keep them with PCR_KEEP=1)
 _pcr_postgres() {
   local dir=$1
   if [ -z "${PCR_VALGRIND:-}" ]; then return 0; fi
-  printf '#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 --log-file=%s.valgrind.%%p.log %s "$@"\n' \
+  printf '#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 --log-file=%s/valgrind.%%p.log %s "$@"\n' \
     "$dir" "$PCR_PGBIN/postgres" >"$dir.valgrind.sh"
   chmod 755 "$dir.valgrind.sh"
   echo "-p $dir.valgrind.sh -t 600"
