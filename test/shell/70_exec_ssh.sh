@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 60_exec_ssh — paperclip.lease_execute on an ssh lease against a throw-away sshd
+# 70_exec_ssh — paperclip.lease_execute on an ssh lease against a throw-away sshd
 # (SPEC §8): stdout, stderr and stdin, exit codes, a signal, 127, the exact
 # environment, cwd, arguments full of shell metacharacters, output caps with a
 # fast writer, invalid UTF-8, timeouts (also a command that ignores SIGTERM and

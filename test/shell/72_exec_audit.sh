@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 62_exec_audit — every lease_execute call that ran leaves a row in
+# 72_exec_audit — every lease_execute call that ran leaves a row in
 # paperclip.lease_executions, whatever becomes of the caller's transaction: a
 # completed call in a committed transaction (in that transaction), and out of
 # band, inserted by the reconciler, the calls whose row did not survive — a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 61_exec_kill — lease_execute under concurrency and when its callers or workers
+# 71_exec_kill — lease_execute under concurrency and when its callers or workers
 # go away: 8 concurrent executes on one ssh lease and 16 across four leases, all
 # answered and recorded, no process left; pg_cancel_backend, pg_terminate_backend
 # and a client killed mid-command kill the remote command; a driver worker
