@@ -134,3 +134,50 @@ SQL
   printf 'RATIO 16 MiB stdout, ssh lease_execute/ssh cat (lower is better): %.2f\n' "$(echo "$ours / $base" | bc -l)"
   N=$N_SAVED
 fi
+
+# ------------------------------------------------------------------ bwrap
+if ! command -v bwrap >/dev/null 2>&1 || [[ $(psql -XAtq -c "SHOW shared_preload_libraries") != *paperclip_bwrap* ]]; then
+  echo "bwrap part skipped: bubblewrap or the provider is not there"
+else
+  NB=${BENCH_EXEC_BWRAP_CALLS:-300}
+  psql -XAtq -v ON_ERROR_STOP=1 >/dev/null <<SQL
+INSERT INTO paperclip.environments (id, company_id, name, driver, config) VALUES
+  ('00000000-0000-0000-0000-00000000e0e3', '$C', 'bench bwrap', 'sandbox', '{"provider": "bwrap"}');
+SQL
+  BL=$(psql -XAtq -c "SELECT id FROM paperclip.acquire_run_lease('$C', '00000000-0000-0000-0000-00000000e0e3', '$RUN')")
+  echo "SELECT 1 FROM paperclip.lease_execute('$BL', 'true');" >"$WORK/bwrap_exec.sql"
+  # the baseline: the mounts and namespaces the provider gives a host image, per call, from a shell
+  WS=$WORK/bwrap_ws
+  mkdir -p "$WS"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$WS"
+  cat >"$WORK/bwrap_base.sh" <<'SH'
+#!/bin/bash
+set -e
+ws=$1; n=$2
+for i in $(seq 1 "$n"); do
+  bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --hostname sandbox --clearenv \
+    --setenv PATH /usr/bin:/bin --setenv HOME /workspace --ro-bind /usr /usr --symlink usr/bin /bin \
+    --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --dir /etc \
+    --ro-bind-try /etc/ld.so.cache /etc/ld.so.cache --ro-bind-try /etc/ld.so.conf /etc/ld.so.conf \
+    --ro-bind-try /etc/ld.so.conf.d /etc/ld.so.conf.d --ro-bind-try /etc/alternatives /etc/alternatives \
+    --ro-bind-try /etc/nsswitch.conf /etc/nsswitch.conf --ro-bind-try /etc/localtime /etc/localtime \
+    --proc /proc --dev /dev --tmpfs /tmp --bind "$ws" /workspace --remount-ro / --chdir /workspace -- true
+done
+SH
+  chmod 755 "$WORK/bwrap_base.sh"
+  as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  base_ms() {
+    local t0 t1
+    t0=$(date +%s%N); as_pg "$WORK/bwrap_base.sh" "$WS" "$NB"; t1=$(date +%s%N)
+    echo "scale=4; ($t1 - $t0) / 1000000 / $NB" | bc
+  }
+  ours_ms() {
+    pgbench -n -c 1 -t "$NB" -f "$WORK/bwrap_exec.sql" 2>&1 | awk '/^latency average/ {print $4}'
+  }
+  b1=$(base_ms); o1=$(ours_ms); b2=$(base_ms); o2=$(ours_ms)
+  b=$(echo "($b1 + $b2) / 2" | bc -l); o=$(echo "($o1 + $o2) / 2" | bc -l)
+  printf 'bwrap true, %d calls x 2 rounds: the bwrap command line from a shell %.2f ms | lease_execute through pgbench %.2f ms\n' \
+    "$NB" "$b" "$o"
+  printf 'RATIO bwrap lease_execute true latency, ours/bwrap from a shell (lower is better, target <= 1.3): %.2f\n' \
+    "$(echo "$o / $b" | bc -l)"
+fi
