@@ -29,7 +29,22 @@ static const char replacement[] = "\xEF\xBF\xBD";	/* U+FFFD */
 static int
 valid_prefix(const char *data, Size len)
 {
-	return pg_encoding_verifymbstr(PG_UTF8, data, (int) Min(len, (Size) (INT_MAX / 2)));
+	Size		max = Min(len, (Size) (INT_MAX / 2));
+	Size		off = 0;
+
+	/* plain ASCII without NULs, eight bytes at a time: most output is */
+	while (off + 8 <= max)
+	{
+		uint64		w;
+
+		memcpy(&w, data + off, 8);
+		/* a byte with its high bit set, or a zero byte, ends the fast path */
+		if ((w & UINT64CONST(0x8080808080808080)) != 0 ||
+			((w - UINT64CONST(0x0101010101010101)) & ~w & UINT64CONST(0x8080808080808080)) != 0)
+			break;
+		off += 8;
+	}
+	return (int) off + pg_encoding_verifymbstr(PG_UTF8, data + off, (int) (max - off));
 }
 
 static text *
