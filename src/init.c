@@ -64,11 +64,15 @@ _PG_init(void)
 							"Longest time an SSH connection may take to establish.",
 							NULL, &pcr_ssh_connect_timeout, 10000, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	/*
+	 * Read by the calling backend at acquire time, so a session may carry
+	 * its own: superuser-set, and grantable with GRANT SET ON PARAMETER.
+	 */
 	DefineCustomStringVariable("paperclip.runtime_api_candidates",
 							   "JSON array of control-plane API URLs tried from remote hosts.",
 							   "When unset, the environment variable PAPERCLIP_RUNTIME_API_CANDIDATES_JSON is used.",
 							   &pcr_runtime_api_candidates, NULL,
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("paperclip.reconcile_interval",
 							"Time between two passes of the reconciler.",
 							NULL, &pcr_reconcile_interval, 10000, 100, INT_MAX,
