@@ -18,6 +18,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -156,8 +157,13 @@ pcr_environments_delete_guard(PG_FUNCTION_ARGS)
 
 /*
  * The lease rules that hold whoever writes the row:
- * - INSERT: the fence is always drawn from the fence sequence here, so a
- *   later acquisition always has a larger fence, whatever the INSERT said;
+ * - INSERT: the fence is drawn from the fence sequence here, so a later
+ *   acquisition always has a larger fence, whatever the INSERT said.  The
+ *   one exception is a restore: a session with row_security = off (which
+ *   pg_dump's scripts and pg_restore always set, and in which a role subject
+ *   to row-level security cannot write these tables at all) keeps the fence
+ *   it gives, and the sequence is moved past it, so that restored leases
+ *   keep their fences and the next acquisition still draws a larger one;
  * - UPDATE: a terminal lease never becomes active again and a fence never
  *   changes; a lease leaving "active" (other than to "retained") whose
  *   driver has release side effects gets cleanup_status "pending", and the
@@ -179,6 +185,22 @@ fence_sequence_oid(Relation rel)
 			elog(ERROR, "sequence \"environment_lease_fence_seq\" not found");
 	}
 	return seqoid;
+}
+
+/* Move the fence sequence past a fence kept by a restore (never back). */
+static void
+fence_sequence_at_least(Oid seqoid, int64 fence)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {REGCLASSOID, INT8OID};
+	Datum		values[2] = {ObjectIdGetDatum(seqoid), Int64GetDatum(fence)};
+
+	SPI_connect();
+	if (PcrRunKeptPlan(&plan, "SELECT pg_catalog.setval($1, $2) "
+					   " WHERE $2 > coalesce(pg_catalog.pg_sequence_last_value($1), 0)",
+					   2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not advance the fence sequence");
+	SPI_finish();
 }
 
 /* The config of the lease's environment (NULL when it cannot be found). */
@@ -250,9 +272,17 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		int64		fence = nextval_internal(fence_sequence_oid(rel), false);
-		HeapTuple	newtup = lease_set_column(oldtup, rel, "fence", Int64GetDatum(fence), false);
-		char	   *status = text_attr(newtup, rel, "status");
+		Oid			seqoid = fence_sequence_oid(rel);
+		Datum		given = heap_getattr(oldtup, attnum_of(rel, "fence"), RelationGetDescr(rel), &isnull);
+		HeapTuple	newtup = oldtup;
+		char	   *status;
+
+		if (!isnull && !row_security)
+			fence_sequence_at_least(seqoid, DatumGetInt64(given));	/* a restore */
+		else
+			newtup = lease_set_column(oldtup, rel, "fence",
+									  Int64GetDatum(nextval_internal(seqoid, false)), false);
+		status = text_attr(newtup, rel, "status");
 
 		/* an active lease written without an expiry gets its environment's TTL (§3.4) */
 		(void) heap_getattr(newtup, attnum_of(rel, "expires_at"), RelationGetDescr(rel), &isnull);
