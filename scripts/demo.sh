@@ -108,6 +108,18 @@ SELECT version, key_id, material->>'alg' AS alg, length(material->>'ciphertext')
 SELECT paperclip.secret_resolve('11111111-1111-1111-1111-111111111111',
          jsonb_build_object('type', 'secret_ref', 'secretId', id, 'version', 'latest')) AS latest
   FROM paperclip.company_secrets WHERE name = 'deploy-token';
+
+\echo '-- the background workers: the reconciler (it waited quietly for this database) and the driver workers'
+DO $$
+BEGIN
+    FOR i IN 1..300 LOOP   -- up to 30 s for the reconciler's start-up sweep
+        EXIT WHEN (SELECT passes >= 1 FROM paperclip.reconciler_status());
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
+SELECT state, database, passes, total_errors FROM paperclip.reconciler_status();
+SELECT worker, state, requests_served FROM paperclip.driver_workers_status();
 SQL
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -119,5 +131,6 @@ cat <<END
 
 == the cluster is running
 connect:  psql -h 127.0.0.1 -p $PORT -U postgres paperclip
+log:      $DEMO/data/server.log
 stop:     $STOP
 END

@@ -256,7 +256,7 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 2;
 COMMENT ON FUNCTION paperclip.driver_workers_status() IS
     'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, ssh sessions it keeps open';
 
--- the background reconciler (SPEC §6)
+-- the background reconciler (docs/reconciler.md)
 CREATE FUNCTION paperclip.reconciler_status(
     OUT state text,
     OUT pid integer,
@@ -293,7 +293,7 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.reconciler_wake() IS
     'ask the reconciler for a pass when this transaction commits; false when no reconciler runs';
 
--- secrets (SPEC §5): callers need no access to the secret tables; the C code
+-- secrets (docs/secrets.md): callers need no access to the secret tables; the C code
 -- checks the session's company like the RLS policies do
 CREATE FUNCTION paperclip.secret_create(company_id uuid, name text, value text, description text DEFAULT NULL)
 RETURNS paperclip.company_secrets
@@ -345,7 +345,7 @@ CREATE FUNCTION paperclip.environment_leases_guard() RETURNS trigger
 AS 'MODULE_PATHNAME', 'pcr_environment_leases_guard' LANGUAGE C;
 
 ----------------------------------------------------------------------------
--- Run triggers (SPEC §3.3)
+-- Run triggers (docs/leases.md)
 ----------------------------------------------------------------------------
 CREATE FUNCTION paperclip.heartbeat_runs_after_update() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -403,7 +403,7 @@ CREATE TRIGGER environment_leases_state_guard
     FOR EACH ROW EXECUTE FUNCTION paperclip.environment_leases_guard();
 
 ----------------------------------------------------------------------------
--- Row-level security by company (SPEC §7): non-owner roles see the rows of
+-- Row-level security by company (docs/security.md): non-owner roles see the rows of
 -- the company named by the session setting paperclip.company_id.
 ----------------------------------------------------------------------------
 ALTER TABLE paperclip.companies ENABLE ROW LEVEL SECURITY;
@@ -429,7 +429,7 @@ CREATE POLICY company_isolation ON paperclip.company_secret_versions
     USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
 
 ----------------------------------------------------------------------------
--- Grants: nothing to PUBLIC (SPEC §7)
+-- Grants: nothing to PUBLIC (docs/security.md)
 ----------------------------------------------------------------------------
 REVOKE ALL ON ALL TABLES IN SCHEMA paperclip FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA paperclip FROM PUBLIC;

@@ -1,7 +1,7 @@
 /*
  * driver_ssh.c — the "ssh" driver: agent work runs on a remote host
  *
- * The config contract of SPEC §4, and the caller's half of an ssh acquire or
+ * The config contract of docs/drivers.md, and the caller's half of an ssh acquire or
  * probe: the request is built here (the private key resolved from its secret
  * in the caller's transaction), handed to a driver worker (worker.c), which
  * does the network I/O with libssh2 (ssh_client.c); the lease row is then

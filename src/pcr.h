@@ -34,7 +34,7 @@
 #endif
 
 /* ------------------------------------------------------------------------
- * SQLSTATE choices (SPEC §3, §5)
+ * SQLSTATE choices (docs/errors.md)
  * ------------------------------------------------------------------------ */
 #define PCR_ERRCODE_NULL_ID          ERRCODE_NULL_VALUE_NOT_ALLOWED     /* 22004 */
 #define PCR_ERRCODE_BAD_CONFIG       ERRCODE_INVALID_PARAMETER_VALUE    /* 22023 */
@@ -67,7 +67,7 @@ extern char *pcr_company_id;
 /* true when loaded through shared_preload_libraries */
 extern bool pcr_preloaded;
 
-/* run statuses (SPEC §2) */
+/* run statuses (docs/data-model.md) */
 extern bool PcrRunStatusIsTerminal(const char *status);
 
 /* the longest lease TTL, whether from config.leaseTtlSeconds or paperclip.lease_ttl */

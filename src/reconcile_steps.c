@@ -4,9 +4,9 @@
  * - release the active leases of runs that are terminal (the rule of the
  *   heartbeat_runs trigger, for runs that reached a terminal status without
  *   it) or gone;
- * - expire active leases past expires_at (SPEC §3.4);
+ * - expire active leases past expires_at (docs/leases.md);
  * - carry out pending cleanups through the lease's driver, with backoff,
- *   until success or paperclip.cleanup_max_attempts (SPEC §3.2).
+ *   until success or paperclip.cleanup_max_attempts (docs/leases.md).
  *
  * A batch of locked rows is first transitioned by one statement; if that
  * raises, row by row, each in its own subtransaction (reconcile_pass.c).

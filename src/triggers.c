@@ -284,7 +284,7 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 									  Int64GetDatum(nextval_internal(seqoid, false)), false);
 		status = text_attr(newtup, rel, "status");
 
-		/* an active lease written without an expiry gets its environment's TTL (§3.4) */
+		/* an active lease written without an expiry gets its environment's TTL (docs/leases.md) */
 		(void) heap_getattr(newtup, attnum_of(rel, "expires_at"), RelationGetDescr(rel), &isnull);
 		if (isnull && status != NULL && strcmp(status, "active") == 0)
 		{

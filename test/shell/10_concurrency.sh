@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Concurrency (SPEC §3.1, §3.2, §3.5): 16 sessions at once against the same
+# Concurrency (docs/leases.md): 16 sessions at once against the same
 # run and environment end with exactly one active lease; 16 concurrent
 # releases transition each lease exactly once; 16 concurrent
 # ensure_local_environment calls create one row.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 45_ssh_candidates_env — SPEC §4: with paperclip.runtime_api_candidates unset, the
+# 45_ssh_candidates_env — docs/drivers.md: with paperclip.runtime_api_candidates unset, the
 # candidates come from the server's environment variable
 # PAPERCLIP_RUNTIME_API_CANDIDATES_JSON; the setting, when set, wins — also when
 # a session sets it for itself: it is superuser-set, and a role granted
