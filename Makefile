@@ -8,6 +8,7 @@ OBJS = \
 	src/jsonb_util.o \
 	src/spi_util.o \
 	src/driver.o \
+	src/driver_config.o \
 	src/driver_local.o \
 	src/driver_ssh.o \
 	src/driver_sandbox.o \
@@ -24,6 +25,7 @@ OBJS = \
 	src/reconcile_pass.o \
 	src/reconcile_steps.o \
 	src/worker.o \
+	src/ssh_allow.o \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
 	src/ssh_api.o \

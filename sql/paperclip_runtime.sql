@@ -162,6 +162,11 @@ CREATE TABLE paperclip.company_secrets (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT company_secrets_company_id_name_key UNIQUE (company_id, name),
+    -- names and descriptions are bounded and free of control characters, whoever writes them
+    CONSTRAINT company_secrets_name_check
+        CHECK (char_length(name) BETWEEN 1 AND 255 AND name !~ '[\x01-\x1f\x7f]'),
+    CONSTRAINT company_secrets_description_check
+        CHECK (char_length(description) <= 4096 AND description !~ '[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'),
     CONSTRAINT company_secrets_company_id_id_key UNIQUE (company_id, id),
     CONSTRAINT company_secrets_created_by_agent_fkey FOREIGN KEY (company_id, created_by_agent_id)
         REFERENCES paperclip.agents (company_id, id) ON DELETE SET NULL (created_by_agent_id)

@@ -3,6 +3,7 @@
  */
 #include "pcr.h"
 #include "reconciler.h"
+#include "ssh_allow.h"
 #include "worker.h"
 
 #include <limits.h>
@@ -85,6 +86,8 @@ _PG_init(void)
 							   "Company whose rows non-owner roles see (row-level security).",
 							   NULL, &pcr_company_id, "",
 							   PGC_USERSET, 0, NULL, NULL, NULL);
+
+	PcrSshAllowInit();
 
 	MarkGUCPrefixReserved("paperclip");
 

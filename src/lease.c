@@ -265,7 +265,8 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	memcpy(&req.company_id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
 	memcpy(&req.environment_id, PG_GETARG_UUID_P(1), sizeof(pg_uuid_t));
 	memcpy(&req.heartbeat_run_id, PG_GETARG_UUID_P(2), sizeof(pg_uuid_t));
-	req.execution_workspace_mode = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	req.execution_workspace_mode = PcrArgText(fcinfo, 5, "execution_workspace_mode", 0,
+											  PCR_WORKSPACE_MODE_MAX_BYTES);	/* copied into metadata */
 
 	SPI_connect();
 

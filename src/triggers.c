@@ -59,29 +59,28 @@ text_attr(HeapTuple tuple, Relation rel, const char *name)
 }
 
 /*
- * Run a driver's validation; if it fails, keep the statement out of the
- * server log: a config refused for carrying a private key would otherwise be
- * copied there by log_min_error_statement.
+ * Run a driver's validation; if it fails, keep the statement and its
+ * context out of the error: a config refused for carrying a private key
+ * would otherwise be copied into the server log by log_min_error_statement,
+ * and into the client's and the log's CONTEXT as a bind parameter with
+ * log_parameter_max_length_on_error.
  */
 static Jsonb *
 validate_hiding_statement(const PcrDriver *driver, Jsonb *config)
 {
 	MemoryContext ctx = CurrentMemoryContext;
+	ErrorContextCallback *saved_context = error_context_stack;
 	Jsonb	   *result = NULL;
 
 	PG_TRY();
 	{
+		error_context_stack = NULL;
 		result = driver->validate(config);
+		error_context_stack = saved_context;
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		edata->hide_stmt = true;
-		ReThrowError(edata);
+		PcrRethrowPrivately(ctx);
 	}
 	PG_END_TRY();
 	return result;
@@ -376,7 +375,12 @@ Datum
 pcr_lease_ttl(PG_FUNCTION_ARGS)
 {
 	Interval   *iv = palloc0(sizeof(Interval));
+	Jsonb	   *config = PG_GETARG_JSONB_P(0);
 
-	iv->time = PcrLeaseTtlSeconds(PG_GETARG_JSONB_P(0)) * USECS_PER_SEC;
+	if (!PcrJsonbIsObject(config))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("argument \"config\" must be a JSON object")));
+	iv->time = PcrLeaseTtlSeconds(config) * USECS_PER_SEC;
 	PG_RETURN_INTERVAL_P(iv);
 }

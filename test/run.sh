@@ -44,6 +44,7 @@ pcr_cluster_start "$DATA" || { echo "0 passed, 1 failed"; exit 1; }
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PCR_DATA=$DATA
 
 echo "== pgTAP (pg_regress, through make installcheck)"
+# PCR_TESTS=REGEX runs only the pgTAP files and shell tests whose names match (while iterating)
 TESTS=$(cd test/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort | grep -E "${PCR_TESTS:-.}")
 rm -rf results regression.diffs regression.out
 # The reconciler connects to paperclip.database (pcr_regress) as soon as it
@@ -65,6 +66,7 @@ SQL
 # make installcheck is PGXS's pg_regress run (Makefile: REGRESS, REGRESS_OPTS);
 # here against pcr_regress as it is, on this cluster.  PG15's pg_regress reads
 # <inputdir>/expected: test/expected links to ../expected.
+: >"$WORK/regress.log"
 if [ -n "$TESTS" ]; then
   make -s installcheck CONTRIB_TESTDB=pcr_regress REGRESS="$(echo $TESTS)" \
     EXTRA_REGRESS_OPTS="--use-existing --bindir=$PCR_PGBIN --host=127.0.0.1 --port=$PORT --user=postgres --outputdir=$ROOT" \
