@@ -7,6 +7,8 @@ OBJS = \
 	src/init.o \
 	src/jsonb_util.o \
 	src/spi_util.o \
+	src/rel_util.o \
+	src/tenant.o \
 	src/driver.o \
 	src/driver_config.o \
 	src/driver_local.o \
@@ -19,6 +21,7 @@ OBJS = \
 	src/secret_lookup.o \
 	src/secret.o \
 	src/triggers.o \
+	src/lease_guard.o \
 	src/lease_lookup.o \
 	src/lease.o \
 	src/reconciler.o \

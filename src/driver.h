@@ -34,7 +34,8 @@ typedef struct PcrDriver
 	/*
 	 * lease_policy of a new lease for this (normalised) config; a policy of
 	 * "reuse_by_environment" makes the environment exclusive: one run at a
-	 * time.
+	 * time.  The lease trigger calls it for every active lease written, so
+	 * it must answer for any stored config without raising.
 	 */
 	const char *(*lease_policy) (Jsonb *config);
 

@@ -122,10 +122,18 @@ sandbox_validate(Jsonb *config)
 	return p->validate(config);
 }
 
+/*
+ * The lease trigger asks this of stored configs too, whose provider may not
+ * be loaded (acquiring on them raises in check_available): then the shared
+ * "reuseLease" field says.
+ */
 static const char *
 sandbox_lease_policy(Jsonb *config)
 {
-	return provider_for_acquire(config)->reuse_lease(config) ? "reuse_by_environment" : "ephemeral";
+	const PcrSandboxProvider *p = PcrSandboxProviderByName(config_provider_name(config));
+	bool		reuse = p != NULL ? p->reuse_lease(config) : PcrJsonbGetBool(config, "reuseLease", false);
+
+	return reuse ? "reuse_by_environment" : "ephemeral";
 }
 
 static void

@@ -4,6 +4,7 @@
 #include "pcr.h"
 #include "reconciler.h"
 #include "ssh_allow.h"
+#include "tenant.h"
 #include "worker.h"
 
 #include <limits.h>
@@ -22,7 +23,6 @@ int			pcr_ssh_connect_timeout = 10000;
 char	   *pcr_runtime_api_candidates = NULL;
 int			pcr_reconcile_interval = 10000;
 int			pcr_cleanup_max_attempts = 5;
-char	   *pcr_company_id = NULL;
 bool		pcr_preloaded = false;
 
 void		_PG_init(void);
@@ -82,10 +82,7 @@ _PG_init(void)
 							"Attempts at a lease's release side effects before it is marked failed.",
 							NULL, &pcr_cleanup_max_attempts, 5, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("paperclip.company_id",
-							   "Company whose rows non-owner roles see (row-level security).",
-							   NULL, &pcr_company_id, "",
-							   PGC_USERSET, 0, NULL, NULL, NULL);
+	PcrTenantInit();
 
 	PcrSshAllowInit();
 

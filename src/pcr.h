@@ -27,6 +27,12 @@
 #define PCR_BGW_FLAGS_CONNECTION 0
 #endif
 
+#if PG_VERSION_NUM >= 160000
+#define PcrClassOwnercheck(relid, role) object_ownercheck(RelationRelationId, (relid), (role))
+#else
+#define PcrClassOwnercheck(relid, role) pg_class_ownercheck((relid), (role))
+#endif
+
 #if PG_VERSION_NUM >= 170000
 #define PcrWaitEventExtension() WaitEventExtensionNew("PaperclipRuntime")
 #else
@@ -62,7 +68,6 @@ extern int	pcr_ssh_connect_timeout;	/* milliseconds */
 extern char *pcr_runtime_api_candidates;
 extern int	pcr_reconcile_interval; /* milliseconds */
 extern int	pcr_cleanup_max_attempts;
-extern char *pcr_company_id;
 
 /* true when loaded through shared_preload_libraries */
 extern bool pcr_preloaded;

@@ -22,6 +22,7 @@
 #include "reconciler.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -35,6 +36,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -47,6 +49,9 @@ PG_FUNCTION_INFO_V1(pcr_reconciler_wake);
 #define PCR_WAKE_MIN_GAP_MS 1000
 
 #define PCR_RECONCILER_NAME "paperclip reconciler"
+
+/* longest wait on a lock held by someone else (lock_timeout of the worker) */
+#define PCR_RECONCILER_LOCK_TIMEOUT_MS 1000
 
 /* seconds the postmaster waits before starting the worker again */
 #define PCR_RECONCILER_RESTART_SECONDS 1
@@ -430,6 +435,15 @@ PcrReconcilerMain(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * Never wait long on someone else's lock: rows are selected SKIP LOCKED,
+	 * and a table lock (DDL, LOCK TABLE) makes that batch fail after
+	 * PCR_RECONCILER_LOCK_TIMEOUT_MS, the step is given up for this pass and
+	 * the next step goes on, so a lock on one table or row never stops the
+	 * expiry of anyone else's leases.
+	 */
+	SetConfigOption("lock_timeout", CppAsString2(PCR_RECONCILER_LOCK_TIMEOUT_MS), PGC_SUSET, PGC_S_OVERRIDE);
+
 	workercxt = AllocSetContextCreate(TopMemoryContext, "paperclip reconciler",
 									  ALLOCSET_DEFAULT_SIZES);
 	passcxt = AllocSetContextCreate(workercxt, "paperclip reconciler pass",
@@ -497,6 +511,8 @@ PcrReconcilerMain(Datum main_arg)
  * SQL: paperclip.reconciler_status(), paperclip.reconciler_wake()
  * ------------------------------------------------------------------------ */
 #define STATUS_COLUMNS 22
+/* last_pass_leases_expired and every column after it */
+#define FIRST_COUNT_COLUMN 8
 
 static void
 put_counts(Datum *values, int *i, const PcrPassCounts *c)
@@ -524,6 +540,7 @@ pcr_reconciler_status(PG_FUNCTION_ARGS)
 	bool		nulls[STATUS_COLUMNS];
 	PcrReconcilerShared snap;
 	int			i = 0;
+	bool		hide_counts = false;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "paperclip.reconciler_status must return a row type");
@@ -548,6 +565,15 @@ pcr_reconciler_status(PG_FUNCTION_ARGS)
 	memcpy(&snap, shared, sizeof(snap));
 	SpinLockRelease(&shared->mutex);
 
+	/*
+	 * The counts and the last error are about every company's leases: like
+	 * other sessions' queries in pg_stat_activity, they are shown only to
+	 * roles with the privileges of pg_read_all_stats (and superusers); the
+	 * others see whether the reconciler is alive and passing, not what it did.
+	 */
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS))
+		hide_counts = true;
+
 	values[i++] = CStringGetTextDatum(state_names[snap.state]);
 	nulls[i] = snap.pid == 0;
 	values[i++] = Int32GetDatum((int32) snap.pid);
@@ -563,6 +589,9 @@ pcr_reconciler_status(PG_FUNCTION_ARGS)
 	nulls[i] = snap.last_error[0] == '\0';
 	values[i++] = CStringGetTextDatum(snap.last_error);
 	Assert(i == STATUS_COLUMNS);
+	if (hide_counts)
+		for (int c = FIRST_COUNT_COLUMN; c < STATUS_COLUMNS; c++)
+			nulls[c] = true;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -6,8 +6,8 @@
  * functions are SECURITY DEFINER with a pinned search_path; resolving runs no
  * SQL at all (secret_lookup.c), so the SQL function and PcrSecretResolve, the
  * C entry point for drivers, share one code path that works in any context.
- * Either way a role that does not bypass row-level security may only touch
- * the company named by paperclip.company_id, exactly as the RLS policies say.
+ * Either way a role that row-level security restricts may only touch its
+ * effective company (tenant.h), exactly as the RLS policies say.
  *
  * Errors raised while a plaintext argument is in play are re-thrown with
  * errhidestmt and without CONTEXT, so neither the statement text (through
@@ -23,6 +23,7 @@
 #include "secret_lookup.h"
 #include "master_key.h"
 #include "driver.h"
+#include "tenant.h"
 
 #include <sodium.h>
 
@@ -149,39 +150,32 @@ spi_text(HeapTuple tup, TupleDesc desc, int col)
  * ------------------------------------------------------------------------ */
 
 /*
- * A role that does not bypass row-level security may only act on the
- * company of its session (paperclip.company_id), as the RLS policies say.
- * The role checked is the session's current role: inside a SECURITY
- * DEFINER function the current user is the function's owner.
+ * A role that row-level security restricts may only act for its effective
+ * company: the one paperclip.company_id selects, if the role is entitled to
+ * it (tenant.h).  The role checked is the session's, not the owner of a
+ * SECURITY DEFINER function (these, or a caller's) that is running.
  *
- * The company the session acts for: NULL when the role bypasses RLS (any
- * company), 42501 when no company is set.
+ * The company the session acts for: NULL when the role is not restricted
+ * (any company), 42501 when it has no effective company.
  */
 static pg_uuid_t *
 session_company(void)
 {
-	if (has_bypassrls_privilege(GetOuterUserId()))
+	PcrTenantScope scope = PcrTenantScopeRequire();
+	pg_uuid_t  *mine;
+
+	if (scope.all)
 		return NULL;
-	if (pcr_company_id == NULL || pcr_company_id[0] == '\0')
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_FORBIDDEN),
-				 errmsg("no company is set for this session"),
-				 errhint("Set paperclip.company_id to the company whose secrets you use."),
-				 errhidestmt(true)));
-	return DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(pcr_company_id)));
+	mine = palloc(sizeof(pg_uuid_t));
+	*mine = scope.company;
+	return mine;
 }
 
 /* 42501 unless the session may act for company (which the caller named). */
 static void
 check_company_access(const pg_uuid_t *company)
 {
-	pg_uuid_t  *mine = session_company();
-
-	if (mine != NULL && memcmp(mine->data, company->data, UUID_LEN) != 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_FORBIDDEN),
-				 errmsg("company %s is not the company of this session", PcrUuidToCString(company)),
-				 errhidestmt(true)));
+	PcrTenantRequireCompany(company);
 }
 
 /*

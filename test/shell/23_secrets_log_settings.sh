@@ -118,6 +118,7 @@ tap_is "$kept" "copy,do,explain" \
 $PSQL -c "CREATE ROLE pcr_quiet_writer LOGIN IN ROLE paperclip_admin" \
   -c "ALTER ROLE pcr_quiet_writer SET log_statement = 'none'" \
   -c "ALTER ROLE pcr_quiet_writer SET paperclip.company_id = '$C1'" \
+  -c "INSERT INTO paperclip.company_roles (company_id, role) VALUES ('$C1', 'pcr_quiet_writer')" \
   -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" >/dev/null || exit 1
 for _ in $(seq 1 50); do [ "$($PSQL -c 'SHOW log_statement')" == all ] && break; sleep 0.1; done
 PGUSER=pcr_quiet_writer bind -D c=$C1 -D n=p4 -D v="$(v quietrole)" >/dev/null

@@ -98,13 +98,13 @@ tap_is "$(sql -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartb
 
 # roles: an agent acquires ssh leases of its company; probes see only their company
 RUN4=$(new_run)
-tap_is "$(sql -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '$C1'" \
+tap_is "$(sql -c "SET ROLE pcr_c1_agent" -c "SET paperclip.company_id = '$C1'" \
               -c "SELECT provider FROM paperclip.acquire_run_lease('$C1', '$ENV', '$RUN4')")" ssh \
   "paperclip_agent acquires an ssh lease (the key is resolved for it, never shown)"
-tap_is "$(sql -c "SET ROLE paperclip_admin" -c "SET paperclip.company_id = '$C1'" \
+tap_is "$(sql -c "SET ROLE pcr_c1_admin" -c "SET paperclip.company_id = '$C1'" \
               -c "SELECT paperclip.environment_probe('$ENV')->>'ok'")" true \
   "paperclip_admin probes an ssh environment of its company"
-tap_is "$(sql_error -c "SET ROLE paperclip_admin" \
+tap_is "$(sql_error -c "SET ROLE pcr_c2_admin" \
                     -c "SET paperclip.company_id = '00000000-0000-0000-0000-0000000000c2'" \
                     -c "SELECT paperclip.environment_probe('$ENV')")" \
   "42704: environment $ENV does not exist" \

@@ -43,11 +43,14 @@ tap_is "$(sql_error -c "SELECT * FROM paperclip.acquire_run_lease('$C1', '$ENV',
   "the setting, when set, wins over the environment variable"
 set_candidates '' || exit 1
 
-# per session: a control-plane role granted SET on the parameter, and one without
+# per session: a control-plane role granted SET on the parameter, and one without (both
+# entitled to company c1)
 # (the cluster is this test's own: the roles go with it)
 sql -c "CREATE ROLE pcr_cp_granted LOGIN IN ROLE paperclip_agent" \
     -c "CREATE ROLE pcr_cp_plain LOGIN IN ROLE paperclip_agent" \
-    -c "GRANT SET ON PARAMETER paperclip.runtime_api_candidates TO pcr_cp_granted" >/dev/null || exit 1
+    -c "GRANT SET ON PARAMETER paperclip.runtime_api_candidates TO pcr_cp_granted" \
+    -c "INSERT INTO paperclip.company_roles (company_id, role) VALUES ('$C1', 'pcr_cp_granted'), ('$C1', 'pcr_cp_plain')" \
+    >/dev/null || exit 1
 UNREACHABLE='["http://127.0.0.1:1"]'
 tap_is "$(sql -U pcr_cp_granted -c "SET paperclip.runtime_api_candidates = '$UNREACHABLE'" \
               -c "SHOW paperclip.runtime_api_candidates")" "$UNREACHABLE" \

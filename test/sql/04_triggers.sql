@@ -75,8 +75,8 @@ VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000
        ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f4', 'ephemeral', 'gone',
         '{"driver": "sandbox", "provider": "gone"}');
 SELECT results_eq($$SELECT lease_policy, status, cleanup_status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000001f4', 'failed', 'x') ORDER BY lease_policy$$,
-                  $$VALUES ('ephemeral'::text, 'failed'::text, 'pending'::text), ('retain_on_failure', 'retained', NULL)$$,
-                  'a released sandbox lease awaits cleanup; a retained one has none');
+                  $$VALUES ('retain_on_failure'::text, 'retained'::text, NULL::text), ('reuse_by_environment', 'failed', 'pending')$$,
+                  'a released sandbox lease awaits cleanup; a retained one has none (the lease on the reusable sandbox is reuse_by_environment, whatever the INSERT said)');
 
 -- rows written by hand: the database draws the fence, fills in an expiry, and marks cleanups
 INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
@@ -87,7 +87,7 @@ VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000
 SELECT ok((SELECT fence < 9000000000000 AND fence = (SELECT max(fence) FROM paperclip.environment_leases)
              FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5'),
           'an INSERT cannot choose its fence: the sequence draws it');
-SELECT ok((SELECT expires_at = now() + interval '6 hours' FROM paperclip.environment_leases
+SELECT ok((SELECT expires_at = acquired_at + interval '6 hours' FROM paperclip.environment_leases
             WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5'),
           'an active lease inserted without expires_at gets the default TTL');
 UPDATE paperclip.environment_leases SET status = 'released', released_at = now()
@@ -133,7 +133,7 @@ SELECT is((SELECT cleanup_status FROM paperclip.release_run_leases('00000000-000
 UPDATE paperclip.environments SET config = '{"leaseTtlSeconds": 120}' WHERE id = '00000000-0000-0000-0000-0000000000e3';
 INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, provider)
 VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f3', 'local');
-SELECT ok((SELECT expires_at = now() + interval '120 seconds' FROM paperclip.environment_leases
+SELECT ok((SELECT expires_at = acquired_at + interval '120 seconds' FROM paperclip.environment_leases
             WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f3' AND status = 'active'),
           'an active lease inserted without expires_at gets the environment''s leaseTtlSeconds');
 

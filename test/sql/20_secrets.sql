@@ -345,62 +345,62 @@ SELECT is(paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_te
           'v4-delta-0Ta', 'with the key file back, secrets resolve again');
 
 -- ------------------------------------------------------------ roles and companies
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'v4-delta-0Ta', 'paperclip_admin resolves a secret of its session''s company');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c2',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c2',
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'ERROR 42501', 'paperclip_admin cannot resolve for a company other than its session''s');
-SELECT is(pg_temp.run_as('paperclip_admin', NULL,
+SELECT is(pg_temp.run_as('pcr_c1_admin', NULL,
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'ERROR 42501', 'paperclip_admin without paperclip.company_id resolves nothing');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT (paperclip.secret_create('00000000-0000-0000-0000-0000000000c1', 'admin-made', 'admin-value')).name$$),
           'admin-made', 'paperclip_admin creates a secret in its company');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT (paperclip.secret_create('00000000-0000-0000-0000-0000000000c2', 'intruder', 'x')).name$$),
           'ERROR 42501', 'paperclip_admin cannot create a secret in another company');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             format('SELECT (paperclip.secret_rotate(%L, %L)).name',
                    (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'), 'x')),
           'ERROR 42704', 'paperclip_admin cannot rotate a secret of another company (it does not exist for it)');
-SELECT is(pg_temp.error_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             format('SELECT (paperclip.secret_rotate(%L, %L)).name',
                    (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'), 'x')),
           format('42704: secret %s does not exist',
                  (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')),
           'rotating another company''s secret: the same message as an unknown secret, naming no company');
-SELECT is(pg_temp.error_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             format('SELECT (paperclip.secret_revoke(%L, 1)).name',
                    (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'))),
           format('42704: secret %s does not exist',
                  (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')),
           'revoking another company''s secret: the same answer as an unknown secret');
-SELECT is(pg_temp.error_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', '{"type": "secret_ref", "secretId": "00000000-0000-0000-0000-00000000dead"}')$$),
           '42704: secret 00000000-0000-0000-0000-00000000dead does not exist', 'paperclip_admin resolving an unknown secret: 42704');
-SELECT is(pg_temp.error_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             format('SELECT paperclip.secret_resolve(%L, %L)', '00000000-0000-0000-0000-0000000000c1',
                    jsonb_build_object('type', 'secret_ref', 'secretId',
                                       (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')))),
           format('42704: secret %s does not exist',
                  (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')),
           'paperclip_admin resolving another company''s secret for its own company: the same answer');
-SELECT is(pg_temp.error_as('paperclip_admin', NULL,
+SELECT is(pg_temp.error_as('pcr_c1_admin', NULL,
             format('SELECT (paperclip.secret_rotate(%L, %L)).name',
                    (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'), 'x')),
-          '42501: no company is set for this session', 'rotating without a session company: 42501 whatever the secret');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+          '42501: role "pcr_c1_admin" has selected no company', 'rotating without a session company: 42501 whatever the secret');
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT count(*)::text FROM paperclip.company_secrets$$),
           (SELECT count(*)::text FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c1'),
           'paperclip_admin sees only its company''s secrets');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT material::text FROM paperclip.company_secret_versions LIMIT 1$$),
           'ERROR 42501', 'paperclip_admin cannot select material');
-SELECT is(pg_temp.run_as('paperclip_agent', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_agent', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'ERROR 42501', 'paperclip_agent cannot execute secret_resolve');
-SELECT is(pg_temp.run_as('paperclip_agent', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_agent', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT count(*)::text FROM paperclip.company_secret_versions$$),
           'ERROR 42501', 'paperclip_agent cannot read secret versions');
 
