@@ -169,7 +169,7 @@ COMMENT ON FUNCTION paperclip.vocabulary() IS
 REVOKE ALL ON FUNCTION paperclip.vocabulary() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paperclip.vocabulary() TO paperclip_admin;
 
--- Command execution (issue 10, SPEC §8): paperclip.lease_execute() and the
+-- Command execution (issue 10): paperclip.lease_execute() and the
 -- table paperclip.lease_executions that records every call
 ALTER TABLE paperclip.environment_leases
     ADD CONSTRAINT environment_leases_company_id_id_key UNIQUE (company_id, id);
@@ -210,7 +210,7 @@ COMMENT ON COLUMN paperclip.lease_executions.error_sqlstate IS
 CREATE INDEX lease_executions_by_lease ON paperclip.lease_executions (company_id, lease_id, started_at);
 CREATE INDEX lease_executions_by_run ON paperclip.lease_executions (company_id, heartbeat_run_id);
 
--- command execution (SPEC §8).  SECURITY INVOKER, like COPY ... PROGRAM, so
+-- command execution.  SECURITY INVOKER, like COPY ... PROGRAM, so
 -- that the local driver's pg_execute_server_program check sees the calling
 -- role; the C code reads and writes the extension's tables as their owner,
 -- with explicit company checks, and the search_path is pinned.

@@ -201,7 +201,7 @@ CREATE TABLE paperclip.company_secret_versions (
 );
 COMMENT ON TABLE paperclip.company_secret_versions IS 'encrypted secret versions: material holds ciphertext and decryption parameters only, never plaintext';
 
--- Command execution (SPEC §8): one row per call of lease_execute, never the
+-- Command execution: one row per call of lease_execute, never the
 -- output, the arguments or the values of the environment
 ALTER TABLE paperclip.environment_leases
     ADD CONSTRAINT environment_leases_company_id_id_key UNIQUE (company_id, id);
@@ -417,7 +417,7 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION paperclip.secret_reencrypt_all() IS
     're-encrypt every secret version not under the current master key; returns how many (superuser only)';
 
--- command execution (SPEC §8).  SECURITY INVOKER, like COPY ... PROGRAM, so
+-- command execution.  SECURITY INVOKER, like COPY ... PROGRAM, so
 -- that the local driver's pg_execute_server_program check sees the calling
 -- role; the C code reads and writes the extension's tables as their owner,
 -- with explicit company checks, and the search_path is pinned.

@@ -26,7 +26,7 @@
 
 #include "utils/jsonb.h"
 
-/* Limits of SPEC §8 */
+/* Limits (docs/execute.md) */
 #define PCR_EXEC_MAX_TIMEOUT_MS		(60 * 60 * 1000)	/* one hour */
 #define PCR_EXEC_MAX_OUTPUT			(16 * 1024 * 1024)	/* per stream */
 #define PCR_EXEC_MAX_INPUT			(1024 * 1024)	/* args + env + stdin */

@@ -8,7 +8,7 @@
  * cannot hold.
  *
  * Signals travel as numbers in Linux numbering (local, bwrap) or as names
- * without "SIG" (ssh, RFC 4254 §6.10); the result column holds "SIGKILL".
+ * without "SIG" (ssh, RFC 4254 section 6.10); the result column holds "SIGKILL".
  */
 #include "pcr.h"
 #include "exec.h"

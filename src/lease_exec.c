@@ -1,7 +1,7 @@
 /*
  * lease_exec.c — paperclip.lease_execute(): run a command in a leased environment
  *
- * SPEC §8.  In order: the arguments (22004, 22023, 54000), the lease (42704
+ * docs/execute.md.  In order: the arguments (22004, 22023, 54000), the lease (42704
  * when unknown or another company's, 55000 when not active), its driver
  * (0A000 when it cannot execute; local: 42501 unless the caller may run
  * server programs), the limits (timeout and output cap, with superuser

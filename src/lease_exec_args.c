@@ -1,7 +1,7 @@
 /*
  * lease_exec_args.c — lease_execute's arguments: checks and the environment
  *
- * Every check raises 22023 naming the argument (SPEC §8), before any lookup
+ * Every check raises 22023 naming the argument, before any lookup
  * or I/O.  The command's environment is built here: PATH (the default
  * unless a variable sets it), HOME (the workspace), the environment's
  * defaults (a sandbox config's "env"), then the call's variables, which win.

@@ -6,7 +6,7 @@
  * through the provider's "<provider>.execute" operation (sandbox_ops.c),
  * the values of secret variables in secret ranges of the request.  fake,
  * ABI 1 providers and providers without execute: 0A000.  The environment's
- * defaults are the config's timeoutMs and env (SPEC §9.3); HOME and the base
+ * defaults are the config's timeoutMs and env (docs/providers.md); HOME and the base
  * of cwd is the lease's remoteCwd (the workspace as the sandbox sees it).
  */
 #include "pcr.h"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 70_exec_ssh — paperclip.lease_execute on an ssh lease against a throw-away sshd
-# (SPEC §8): stdout, stderr and stdin, exit codes, a signal, 127, the exact
+# (docs/execute.md): stdout, stderr and stdin, exit codes, a signal, 127, the exact
 # environment, cwd, arguments full of shell metacharacters, output caps with a
 # fast writer, invalid UTF-8, timeouts (also a command that ignores SIGTERM and
 # forks), secret refs (their values nowhere in a table or the log at debug5),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 73_exec_local — paperclip.lease_execute on a local lease (SPEC §8): only roles
+# 73_exec_local — paperclip.lease_execute on a local lease (docs/execute.md): only roles
 # with the privileges of pg_execute_server_program (42501 otherwise, as for COPY
 # ... PROGRAM); the command a child of a driver worker that inherits nothing
 # (environment, signal mask and dispositions, descriptors, umask, its own process

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 74_exec_bwrap — paperclip.lease_execute on bwrap sandbox leases, in a cluster of
-# its own (SPEC §8, §9.3): streams, exit codes, a signal, 127, the exact
+# its own (docs/execute.md): streams, exit codes, a signal, 127, the exact
 # environment (the config's env defaults, a secret ref among them, the call's
 # env winning), the config's timeoutMs, cwd, caps with a fast writer, timeouts of
 # a process tree that ignores SIGTERM; confinement seen through lease_execute (a

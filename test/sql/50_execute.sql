@@ -4,16 +4,16 @@ BEGIN;
 \i test/fixtures/seed.sql
 SELECT plan(78);
 
--- the SQL surface of SPEC §8, exactly
+-- the SQL surface of docs/execute.md, exactly
 SELECT has_function('paperclip', 'lease_execute',
                     ARRAY['uuid', 'text', 'text[]', 'text', 'jsonb', 'text', 'integer', 'integer'],
                     'paperclip.lease_execute(uuid, text, text[], text, jsonb, text, integer, integer) exists');
 SELECT is(pg_get_function_arguments('paperclip.lease_execute(uuid,text,text[],text,jsonb,text,integer,integer)'::regprocedure),
           'lease_id uuid, command text, args text[] DEFAULT ''{}''::text[], cwd text DEFAULT NULL::text, env jsonb DEFAULT ''{}''::jsonb, stdin text DEFAULT NULL::text, timeout_ms integer DEFAULT NULL::integer, max_output_bytes integer DEFAULT NULL::integer',
-          'lease_execute: argument names and defaults as the SPEC gives them');
+          'lease_execute: argument names and defaults as documented');
 SELECT is(pg_get_function_result('paperclip.lease_execute(uuid,text,text[],text,jsonb,text,integer,integer)'::regprocedure),
           'TABLE(execution_id uuid, exit_code integer, signal text, timed_out boolean, stdout text, stderr text, stdout_truncated boolean, stderr_truncated boolean, duration_ms integer)',
-          'lease_execute: result columns as the SPEC gives them');
+          'lease_execute: result columns as documented');
 SELECT ok(NOT prosecdef AND proconfig = ARRAY['search_path=pg_catalog, pg_temp'],
           'lease_execute is SECURITY INVOKER (it checks the calling role) with a pinned search_path')
   FROM pg_proc WHERE oid = 'paperclip.lease_execute(uuid,text,text[],text,jsonb,text,integer,integer)'::regprocedure;
@@ -21,7 +21,7 @@ SELECT columns_are('paperclip', 'lease_executions',
                    ARRAY['id', 'company_id', 'lease_id', 'heartbeat_run_id', 'command', 'cwd', 'started_at',
                          'finished_at', 'exit_code', 'signal', 'timed_out', 'stdout_bytes', 'stderr_bytes',
                          'truncated', 'error_sqlstate'],
-                   'lease_executions has exactly the columns of the SPEC');
+                   'lease_executions has exactly the documented columns');
 SELECT col_type_is('paperclip', 'lease_executions', c, ty, format('lease_executions.%s is %s', c, ty))
   FROM (VALUES ('id', 'uuid'), ('company_id', 'uuid'), ('lease_id', 'uuid'), ('heartbeat_run_id', 'uuid'),
                ('command', 'text'), ('cwd', 'text'), ('started_at', 'timestamp with time zone'),
