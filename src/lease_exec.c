@@ -473,20 +473,10 @@ insert_record(void *arg)
 /* ------------------------------------------------------------------------
  * paperclip.lease_execute(lease_id, command, args, cwd, env, stdin, timeout_ms, max_output_bytes)
  * ------------------------------------------------------------------------ */
-Datum
-pcr_lease_execute(PG_FUNCTION_ARGS)
+/* The arguments, checked before anything is looked up. */
+static void
+check_call_args(FunctionCallInfo fcinfo, PcrExecCall *call, Jsonb **env)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			owner = function_owner(fcinfo);
-	PcrExecLease lease;
-	PcrExecTarget target;
-	PcrExecCall call;
-	PcrExecOutcome outcome;
-	PcrExecRecord record;
-	LookupArgs	la;
-	const PcrDriver *driver;
-	Jsonb	   *env;
-
 	require_arg(fcinfo, 0, "lease_id");
 	require_arg(fcinfo, 1, "command");
 	PreventCommandIfReadOnly("paperclip.lease_execute()");
@@ -496,77 +486,103 @@ pcr_lease_execute(PG_FUNCTION_ARGS)
 				(errcode(PCR_ERRCODE_FORBIDDEN),
 				 errmsg("cannot run paperclip.lease_execute() during a security-restricted operation")));
 
-	/* the arguments, before anything is looked up */
-	memset(&call, 0, sizeof(call));
-	memset(&lease, 0, sizeof(lease));
-	memset(&target, 0, sizeof(target));
-	call.command = check_command(fcinfo);
-	check_args(fcinfo, &call);
-	call.cwd = PcrExecNormaliseCwd(PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)));
-	env = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
-	PcrExecCheckEnv(env, "env");
+	memset(call, 0, sizeof(*call));
+	call->command = check_command(fcinfo);
+	check_args(fcinfo, call);
+	call->cwd = PcrExecNormaliseCwd(PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	*env = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	PcrExecCheckEnv(*env, "env");
 	check_limit_args(fcinfo);
 	if (!PG_ARGISNULL(5))
 	{
 		text	   *in = PG_GETARG_TEXT_PP(5);
 
-		call.stdin_data = VARDATA_ANY(in);
-		call.stdin_len = VARSIZE_ANY_EXHDR(in);
+		call->stdin_data = VARDATA_ANY(in);
+		call->stdin_len = VARSIZE_ANY_EXHDR(in);
 	}
-	check_input_size(&call);
+	check_input_size(call);
+}
 
-	/* the lease, as its owner, for the companies the caller may act for */
+/* The lease (as the owner, for the companies the caller may act for) and its driver's say. */
+static const PcrDriver *
+prepare_lease(FunctionCallInfo fcinfo, Oid owner, PcrExecLease *lease, PcrExecTarget *target,
+			  PcrExecCall *call)
+{
+	LookupArgs	la;
+	const PcrDriver *driver;
+
+	memset(lease, 0, sizeof(*lease));
+	memset(target, 0, sizeof(*target));
 	memset(&la, 0, sizeof(la));
 	la.lease_id = PG_GETARG_UUID_P(0);
-	la.lease = &lease;
-	la.cxt = cxt;
+	la.lease = lease;
+	la.cxt = CurrentMemoryContext;
 	la.scope = PcrTenantScopeRequire();	/* 42501 when a restricted role acts for no company */
 	as_owner(owner, lookup_lease, &la);
 
-	driver = PcrDriverOfLease(lease.metadata, lease.provider);
+	driver = PcrDriverOfLease(lease->metadata, lease->provider);
 	if (driver != NULL && driver->exec_prepare != NULL)
-		driver->exec_prepare(&lease, &target);	/* may refuse, more precisely than below */
+		driver->exec_prepare(lease, target);	/* may refuse, more precisely than below */
 	if (driver == NULL || driver->execute == NULL || driver->exec_prepare == NULL)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_UNSUPPORTED),
 				 errmsg("the %s driver cannot execute commands", driver ? driver->name : "lease's"),
-				 errdetail("Lease %s.", PcrUuidToCString(&lease.id))));
-	PcrExecCheckEnv(target.env, "environment config: \"env\"");
-	resolve_limits(fcinfo, &target, &call);
+				 errdetail("Lease %s.", PcrUuidToCString(&lease->id))));
+	PcrExecCheckEnv(target->env, "environment config: \"env\"");
+	resolve_limits(fcinfo, target, call);
+	return driver;
+}
 
-	/* the environment of the command; secret values from here on */
-	PcrExecBuildVars(&call, &lease.company_id, target.workspace, target.env, env);
+/*
+ * The command's environment, its secret refs resolved: should a later one
+ * fail (unknown, revoked, another company's), the values resolved so far
+ * are wiped before the error goes on.
+ */
+static void
+build_environment(PcrExecCall *call, const PcrExecLease *lease, const PcrExecTarget *target, Jsonb *env)
+{
 	PG_TRY();
 	{
-		check_input_size(&call);
+		PcrExecBuildVars(call, &lease->company_id, target->workspace, target->env, env);
+		check_input_size(call);
 	}
 	PG_CATCH();
 	{
-		PcrExecCallWipe(&call);
+		PcrExecCallWipe(call);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
 
-	new_execution_id(&call.execution_id);
-	PcrExecRecordBegin(&record, &call, &lease,
-					   strcmp(get_database_name(MyDatabaseId), pcr_database) == 0);
+/*
+ * Hand the call to the driver and record it: in this transaction when it
+ * completes, out of band (with its SQLSTATE) when it raises.
+ */
+static void
+run_and_record(Oid owner, const PcrDriver *driver, const PcrExecLease *lease, PcrExecCall *call,
+			   PcrExecOutcome *outcome)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	PcrExecRecord record;
+
+	new_execution_id(&call->execution_id);
+	PcrExecRecordBegin(&record, call, lease, strcmp(get_database_name(MyDatabaseId), pcr_database) == 0);
 	watch_client();
-
 	PcrExecRecordRunning(&record);
 	PG_TRY();
 	{
 		InsertArgs	ia = {&record};
 
-		driver->execute(&lease, &call, &outcome);
-		PcrExecCallWipe(&call);
-		PcrExecRecordOutcome(&record, &outcome);
+		driver->execute(lease, call, outcome);
+		PcrExecCallWipe(call);
+		PcrExecRecordOutcome(&record, outcome);
 		as_owner(owner, insert_record, &ia);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		PcrExecCallWipe(&call);
+		PcrExecCallWipe(call);
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		/* the transaction (or subtransaction) aborts: record the call out of band */
@@ -575,7 +591,23 @@ pcr_lease_execute(PG_FUNCTION_ARGS)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
 
+Datum
+pcr_lease_execute(PG_FUNCTION_ARGS)
+{
+	Oid			owner = function_owner(fcinfo);
+	PcrExecLease lease;
+	PcrExecTarget target;
+	PcrExecCall call;
+	PcrExecOutcome outcome;
+	const PcrDriver *driver;
+	Jsonb	   *env;
+
+	check_call_args(fcinfo, &call, &env);
+	driver = prepare_lease(fcinfo, owner, &lease, &target, &call);
+	build_environment(&call, &lease, &target, env);
+	run_and_record(owner, driver, &lease, &call, &outcome);
 	return_outcome(fcinfo, &call, &outcome);
 	return (Datum) 0;
 }
