@@ -230,6 +230,39 @@ lease_object(const PcrSandboxProvider *p, const PcrLeaseCleanup *lease, PcrSandb
 	return true;
 }
 
+void
+PcrSandboxExecuteLease(const PcrSandboxLease *lease, const PcrExecSpec *spec, const bool *env_secret,
+					   PcrExecOutcome *outcome)
+{
+	char	   *name = lease->metadata ? PcrJsonbGetText(lease->metadata, "provider") : NULL;
+	const PcrSandboxProvider *p;
+	PcrLeaseCleanup l = {0};
+	PcrSandboxObject obj;
+
+	if (name == NULL)
+		name = (char *) lease->provider;
+	p = name ? PcrSandboxProviderByName(name) : NULL;
+	if (p == NULL || p->abi_version < 2 || p->execute == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_UNSUPPORTED),
+				 errmsg("sandbox provider \"%s\" cannot execute commands", name ? name : "(none)"),
+				 errdetail(p == NULL ? "The provider is not loaded in this server."
+						   : "The provider has no execute entry point.")));
+	l.lease_id = lease->lease_id;
+	l.company_id = lease->company_id;
+	l.environment_id = lease->environment_id;
+	l.provider_lease_id = lease->provider_lease_id;
+	l.metadata = lease->metadata;
+	l.environment_config = lease->config;
+	if (!lease_object(p, &l, &obj))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_REMOTE_IO),
+				 errmsg("the environment could not start the command"),
+				 errdetail("The lease has no provider_lease_id of provider \"%s\".", p->name)));
+	PcrIoRequireWorkers();
+	PcrSandboxCallExecute(p, &obj, spec, env_secret, outcome);
+}
+
 /* Release (keep) or destroy a lease's object, in this worker. */
 static void
 cleanup_object(const PcrSandboxProvider *p, const PcrLeaseCleanup *lease, PcrIoRequest *req)
