@@ -60,6 +60,13 @@ ifdef PCR_WERROR
 PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 endif
 
+# make installcheck: the pgTAP files of test/sql through pg_regress, against a
+# running server that preloads the extension and has paperclip.master_key_file
+# set (PGHOST, PGPORT, PGUSER as usual).  pg_regress creates the database
+# (contrib_regression) and the pgtap and paperclip_runtime extensions in it.
+REGRESS = $(sort $(patsubst test/sql/%.sql,%,$(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=pgtap --load-extension=$(EXTENSION)
+
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql results regression.diffs regression.out
 
 PG_CONFIG ?= pg_config

@@ -23,7 +23,7 @@ ALTER TABLE paperclip.company_secrets
 -- trigger functions)
 ----------------------------------------------------------------------------
 
--- Entitlements (SPEC §7): a role acts for the companies mapped here to it or to
+-- Entitlements (docs/security.md): a role acts for the companies mapped here to it or to
 -- a role whose privileges it has; paperclip.company_id selects one of them.
 -- Kept by the owner: no other role may read or write it.
 CREATE TABLE paperclip.company_roles (

@@ -30,7 +30,7 @@ CREATE TABLE paperclip.companies (
 );
 COMMENT ON TABLE paperclip.companies IS 'tenants; every other table is scoped by company_id';
 
--- Entitlements (SPEC §7): a role acts for the companies mapped here to it or to
+-- Entitlements (docs/security.md): a role acts for the companies mapped here to it or to
 -- a role whose privileges it has; paperclip.company_id selects one of them.
 -- Kept by the owner: no other role may read or write it.
 CREATE TABLE paperclip.company_roles (
@@ -296,7 +296,7 @@ LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paperclip.vocabulary() IS
     'the status words the C code uses (run_status with terminal, lease_status, lease_policy, cleanup_status, release_status) and the drivers it has; they match the CHECK constraints';
 
--- the background reconciler (SPEC §6)
+-- the background reconciler (docs/reconciler.md)
 CREATE FUNCTION paperclip.reconciler_status(
     OUT state text,
     OUT pid integer,
@@ -333,7 +333,7 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.reconciler_wake() IS
     'ask the reconciler for a pass when this transaction commits; false when no reconciler runs';
 
--- secrets (SPEC §5): callers need no access to the secret tables; the C code
+-- secrets (docs/secrets.md): callers need no access to the secret tables; the C code
 -- checks the session's effective company like the RLS policies do
 CREATE FUNCTION paperclip.secret_create(company_id uuid, name text, value text, description text DEFAULT NULL)
 RETURNS paperclip.company_secrets
@@ -389,7 +389,7 @@ COMMENT ON FUNCTION paperclip.environments_sandbox_sweep() IS
     'a sandbox environment archived or deleted: the reconciler sweeps provider objects after commit (its reusable sandbox is destroyed)';
 
 ----------------------------------------------------------------------------
--- Run triggers (SPEC §3.3)
+-- Run triggers (docs/leases.md)
 ----------------------------------------------------------------------------
 -- SECURITY DEFINER: an agent that may update its run's status has no write
 -- right on the leases the update releases or renews.  Fired on any other
@@ -464,7 +464,7 @@ CREATE TRIGGER environment_leases_state_guard
     FOR EACH ROW EXECUTE FUNCTION paperclip.environment_leases_guard();
 
 ----------------------------------------------------------------------------
--- Row-level security by company (SPEC §7): roles the policies apply to (not
+-- Row-level security by company (docs/security.md): roles the policies apply to (not
 -- the owner, superusers or BYPASSRLS roles) see and write the rows of their
 -- effective company only: paperclip.company_id when their role is entitled
 -- to it, else none.  The sub-select evaluates it once per statement.
@@ -495,7 +495,7 @@ CREATE POLICY company_isolation ON paperclip.company_secret_versions
     USING (company_id = (SELECT paperclip.current_company_id()));
 
 ----------------------------------------------------------------------------
--- Grants: nothing to PUBLIC (SPEC §7)
+-- Grants: nothing to PUBLIC (docs/security.md)
 ----------------------------------------------------------------------------
 REVOKE ALL ON ALL TABLES IN SCHEMA paperclip FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA paperclip FROM PUBLIC;

@@ -1,7 +1,7 @@
 /*
  * driver_ssh.c — the "ssh" driver: agent work runs on a remote host
  *
- * The config contract of SPEC §4, and the caller's half of an ssh acquire or
+ * The config contract of docs/drivers.md, and the caller's half of an ssh acquire or
  * probe: the request is built here (the private key resolved from its secret
  * in the caller's transaction), handed to a driver worker through the I/O
  * pool (io.h), whose ssh operations (ssh_ops.c) do the network I/O with
@@ -26,7 +26,7 @@
 #include "utils/guc.h"
 #include "utils/numeric.h"
 
-/* the ssh driver's settings (SPEC §6) */
+/* the ssh driver's settings (docs/configuration.md) */
 static int	pcr_ssh_connect_timeout = 10000;	/* milliseconds */
 static char *pcr_runtime_api_candidates = NULL;
 static PcrGucCeiling connect_timeout_ceiling = {"paperclip.ssh_connect_timeout", 10000};
@@ -46,11 +46,15 @@ ssh_init(bool preloading)
 							"A ceiling: only superusers may set it above the server's value.",
 							&pcr_ssh_connect_timeout, 10000, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, check_connect_timeout, NULL, NULL);
+	/*
+	 * Read by the calling backend at acquire time, so a session may carry
+	 * its own: superuser-set, and grantable with GRANT SET ON PARAMETER.
+	 */
 	DefineCustomStringVariable("paperclip.runtime_api_candidates",
 							   "JSON array of control-plane API URLs tried from remote hosts.",
 							   "When unset, the environment variable PAPERCLIP_RUNTIME_API_CANDIDATES_JSON is used.",
 							   &pcr_runtime_api_candidates, NULL,
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SUSET, 0, NULL, NULL, NULL);
 	PcrSshAllowInit();
 	if (preloading)
 		PcrSshRegisterIo();

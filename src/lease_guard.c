@@ -1,12 +1,13 @@
 /*
  * lease_guard.c — the rules of environment_leases that hold whoever writes a row
  *
- * Rows may be written with plain SQL (SPEC §2), by the owner's control plane
+ * Rows may be written with plain SQL (docs/data-model.md), by the owner's control plane
  * as much as by the lease functions, so this BEFORE ROW trigger, not the C
  * functions, keeps lease state true:
  *
  * INSERT
- * - the fence is always drawn from the fence sequence;
+ * - the fence is always drawn from the fence sequence, except in a restore
+ *   (row_security = off, see restoring() below), which keeps its own;
  * - an active lease: its run exists and is not terminal, its environment is
  *   active; its lease_policy follows the environment's config (a reusable
  *   environment's leases are reuse_by_environment, whatever the row says, so
@@ -46,7 +47,9 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgrprotos.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -296,6 +299,41 @@ draw_fence(TimestampTz *stamp)
 	return fence;
 }
 
+/*
+ * A restore writes leases back as they were.  A session with row_security =
+ * off (pg_dump's scripts and pg_restore always set it, and a role subject to
+ * row-level security cannot write these tables in it at all) keeps the fence,
+ * acquired_at and last_used_at an INSERT gives, and the sequence is moved
+ * past the fence, so that the next acquisition still draws a larger one.
+ */
+static bool
+restoring(const Guard *g, HeapTuple tup)
+{
+	bool		isnull;
+
+	(void) get(g, tup, L_FENCE, &isnull);
+	return !isnull && !row_security;
+}
+
+static void
+keep_restored_fence(const Guard *g, HeapTuple tup)
+{
+	Oid			seq = PcrRelid(PCR_REL_FENCE_SEQ);
+	bool		isnull;
+	int64		fence = DatumGetInt64(get(g, tup, L_FENCE, &isnull));
+	LOCAL_FCINFO(last, 1);
+	Datum		last_value;
+
+	LockDatabaseObject(RelationRelationId, seq, 0, ExclusiveLock);
+	InitFunctionCallInfoData(*last, NULL, 1, InvalidOid, NULL, NULL);
+	last->args[0].value = ObjectIdGetDatum(seq);
+	last->args[0].isnull = false;
+	last_value = pg_sequence_last_value(last);	/* NULL: nothing drawn yet */
+	if (last->isnull || DatumGetInt64(last_value) < fence)
+		(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seq), Int64GetDatum(fence));
+	UnlockDatabaseObject(RelationRelationId, seq, 0, ExclusiveLock);
+}
+
 static HeapTuple
 guard_insert_active(const Guard *g, HeapTuple tup)
 {
@@ -336,11 +374,19 @@ guard_insert_active(const Guard *g, HeapTuple tup)
 			tup = set(g, tup, L_POLICY, CStringGetTextDatum(wanted), false);
 	}
 
-	tup = set(g, tup, L_FENCE, Int64GetDatum(draw_fence(&stamp)), false);
-	tup = set(g, tup, L_ACQUIRED, TimestampTzGetDatum(stamp), false);
-	tup = set(g, tup, L_LAST_USED, TimestampTzGetDatum(stamp), false);
+	if (restoring(g, tup))
+	{
+		keep_restored_fence(g, tup);
+		stamp = GetCurrentTimestamp();
+	}
+	else
+	{
+		tup = set(g, tup, L_FENCE, Int64GetDatum(draw_fence(&stamp)), false);
+		tup = set(g, tup, L_ACQUIRED, TimestampTzGetDatum(stamp), false);
+		tup = set(g, tup, L_LAST_USED, TimestampTzGetDatum(stamp), false);
+	}
 
-	/* written without an expiry (as acquire_run_lease writes it): the environment's TTL (§3.4) */
+	/* written without an expiry (as acquire_run_lease writes it): the environment's TTL (docs/leases.md) */
 	(void) get(g, tup, L_EXPIRES, &isnull);
 	if (isnull)
 	{
@@ -358,7 +404,12 @@ guard_insert(const Guard *g, HeapTuple tup)
 {
 	if (text_is(get_text(g, tup, L_STATUS), "active"))
 		return guard_insert_active(g, tup);
-	/* history written by hand: only the fence is the database's */
+	/* history written by hand: only the fence is the database's (a restore keeps its own) */
+	if (restoring(g, tup))
+	{
+		keep_restored_fence(g, tup);
+		return tup;
+	}
 	return set(g, tup, L_FENCE, Int64GetDatum(draw_fence(NULL)), false);
 }
 

@@ -47,7 +47,7 @@
 #endif
 
 /* ------------------------------------------------------------------------
- * SQLSTATE choices (SPEC §3, §5)
+ * SQLSTATE choices (docs/errors.md)
  * ------------------------------------------------------------------------ */
 #define PCR_ERRCODE_NULL_ID          ERRCODE_NULL_VALUE_NOT_ALLOWED     /* 22004 */
 #define PCR_ERRCODE_BAD_CONFIG       ERRCODE_INVALID_PARAMETER_VALUE    /* 22023 */

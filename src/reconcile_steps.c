@@ -4,11 +4,11 @@
  * - release the active leases of runs that are terminal (the rule of the
  *   heartbeat_runs trigger, for runs that reached a terminal status without
  *   it) or gone;
- * - expire active leases past expires_at (SPEC §3.4);
+ * - expire active leases past expires_at (docs/leases.md);
  * - carry out pending cleanups: the lease's driver's cleanup operation,
  *   called through the I/O pool after the select has committed, the outcome
  *   recorded in a short transaction of its own, with backoff, until success
- *   or paperclip.cleanup_max_attempts (SPEC §3.2).
+ *   or paperclip.cleanup_max_attempts (docs/leases.md).
  *
  * A batch of locked rows is first transitioned by one statement; if that
  * raises, row by row, each in its own subtransaction (reconcile_pass.c).

@@ -1,5 +1,5 @@
 /*
- * tenant.c — which companies the session may act for (SPEC §7)
+ * tenant.c — which companies the session may act for (docs/security.md)
  *
  * The rules are in tenant.h.  The mapping paperclip.company_roles is read
  * with an index scan, not SQL: the check runs inside row-level security

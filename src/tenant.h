@@ -1,5 +1,5 @@
 /*
- * tenant.h — which companies the session may act for (SPEC §7)
+ * tenant.h — which companies the session may act for (docs/security.md)
  *
  * A role acts for a company it is entitled to: the company is mapped to the
  * role, or to a role whose privileges it has, in paperclip.company_roles (a

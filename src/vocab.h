@@ -1,5 +1,5 @@
 /*
- * vocab.h — the status words C uses, in one place (SPEC §2)
+ * vocab.h — the status words C uses, in one place (docs/data-model.md)
  *
  * Each list is written once, as an X-macro, and expands to both a C array
  * (vocab.c) and, where C code puts it into SQL, a quoted SQL list.  The

@@ -4,15 +4,19 @@
 #   pcr_cluster_init DIR PORT [extra postgresql.conf lines...]
 #   pcr_cluster_start DIR ; pcr_cluster_stop DIR [mode] ; pcr_cluster_restart DIR [mode]
 # Clusters listen on 127.0.0.1 only.  As root they run as the postgres OS user
-# (PostgreSQL refuses to run as root).  The bwrap provider is preloaded with
-# the extension; its sandboxes live in DIR.sandboxes (0700, the server's), or in
-# the provider's default sandbox_root with PCR_SANDBOX_ROOT=default.
+# (PostgreSQL refuses to run as root), from "/": the caller's directory (a
+# checkout under /root, say) is usually one postgres may not enter, and
+# PostgreSQL's programs complain when they cannot change back to it.  DIR may
+# be relative: it is made absolute first.  The bwrap provider is preloaded
+# with the extension; its sandboxes live in DIR.sandboxes (0700, the
+# server's), or in the provider's default sandbox_root with
+# PCR_SANDBOX_ROOT=default.
 
 PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 
 pcr_as_pg() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && exec runuser -u postgres -- "$@")
   else
     "$@"
   fi
@@ -30,6 +34,7 @@ PY
 
 pcr_cluster_init() {
   local dir=$1 port=$2
+  dir=$(realpath -m "$dir")
   shift 2
   mkdir -p "$dir" "$dir.sandboxes"
   chmod 755 "$(dirname "$dir")" 2>/dev/null || true
@@ -65,6 +70,7 @@ _pcr_postgres() {
 
 pcr_cluster_start() {
   local dir=$1
+  dir=$(realpath -m "$dir")
   # shellcheck disable=SC2046
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 $(_pcr_postgres "$dir") start >/dev/null ||
     { tail -n 50 "$dir/server.log" >&2; return 1; }
@@ -72,11 +78,13 @@ pcr_cluster_start() {
 
 pcr_cluster_stop() {
   local dir=$1 mode=${2:-fast}
+  dir=$(realpath -m "$dir")
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -m "$mode" -w -t 60 stop >/dev/null 2>&1 || true
 }
 
 pcr_cluster_restart() {
   local dir=$1 mode=${2:-fast}
+  dir=$(realpath -m "$dir")
   # shellcheck disable=SC2046
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m "$mode" -w -t 60 $(_pcr_postgres "$dir") restart >/dev/null ||
     { tail -n 50 "$dir/server.log" >&2; return 1; }

@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(30);
+SELECT plan(33);
 
 CREATE TEMP TABLE held AS
   SELECT r.id AS run_id, (paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
@@ -136,6 +136,32 @@ VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000
 SELECT ok((SELECT expires_at = acquired_at + interval '120 seconds' FROM paperclip.environment_leases
             WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f3' AND status = 'active'),
           'an active lease inserted without expires_at gets the environment''s leaseTtlSeconds');
+
+-- a restore keeps the fences it writes back: pg_dump's scripts and pg_restore
+-- set row_security = off, in which only roles that bypass row-level security
+-- can write these tables at all
+SELECT max(fence) + 1000 AS restored_fence FROM paperclip.environment_leases \gset
+SET LOCAL row_security = off;
+INSERT INTO paperclip.environment_leases (company_id, environment_id, status, released_at, provider, fence)
+VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', 'released', now(), 'local',
+        :restored_fence);
+SET LOCAL row_security = on;
+SELECT is((SELECT count(*)::int FROM paperclip.environment_leases WHERE fence = :restored_fence), 1,
+          'with row_security = off (a restore), an INSERT keeps the fence it gives');
+SELECT ok((SELECT fence > :restored_fence
+             FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3',
+                                              '00000000-0000-0000-0000-0000000001f4')),
+          'the sequence was moved past the kept fence: the next acquisition draws a larger one');
+SET LOCAL ROLE paperclip_agent;
+SET LOCAL paperclip.company_id = '00000000-0000-0000-0000-0000000000c1';
+SET LOCAL row_security = off;
+SELECT throws_ok(format($$INSERT INTO paperclip.environment_leases (company_id, environment_id, status, released_at, provider, fence)
+                          VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', 'released', now(),
+                                  'local', %s)$$, :restored_fence + 1),
+                 '42501', 'query would be affected by row-level security policy for table "environment_leases"',
+                 'a role under row-level security cannot write with row_security = off, so it never chooses a fence');
+SET LOCAL row_security = on;
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

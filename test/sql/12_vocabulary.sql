@@ -25,7 +25,7 @@ SELECT is_empty($$SELECT pg_temp.words('release_status') EXCEPT SELECT pg_temp.w
                 'every status a release may set is a lease status');
 SELECT set_eq($$SELECT name FROM paperclip.vocabulary() WHERE kind = 'run_status' AND terminal$$,
               ARRAY['succeeded', 'failed', 'cancelled', 'timed_out'],
-              'the terminal run statuses are those of SPEC §2');
+              'the terminal run statuses are those of docs/data-model.md');
 
 -- the heartbeat_runs trigger (SQL) releases a run's leases exactly for the statuses C calls terminal
 CREATE TEMP TABLE outcome (run_status text, terminal boolean, lease_status text);

@@ -5,7 +5,7 @@ BEGIN;
 SELECT plan(17);
 
 -- No role but the owner holds a table-level write privilege on a table other
--- companies share, so no tenant can LOCK TABLE one of them (SPEC §7).
+-- companies share, so no tenant can LOCK TABLE one of them (docs/security.md).
 CREATE FUNCTION pg_temp.as_role(role_name text, query text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
