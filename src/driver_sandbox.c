@@ -7,7 +7,7 @@
  * acquired (0A000); its name must still be a provider name, and it must not
  * carry credentials in plain text.
  *
- * Providers with objects (ABI 2 with create; SPEC §9.2): acquire names the
+ * Providers with objects (ABI 2 with create; docs/providers.md): acquire names the
  * object after the lease id the core drew (reusable: the environment id),
  * records the acquisition in the in-flight table (sandbox_inflight.c) and
  * has a driver worker resume or create it before the lease row is written;

@@ -1,7 +1,7 @@
 /*
  * sandbox_sweep.c — the reconciler's steps for provider objects without a lease
  *
- * Two steps, added to every pass (SPEC §9.2):
+ * Two steps, added to every pass (docs/providers.md, "Lifecycle without leaks"):
  *
  * - "destroy sandboxes of aborted acquisitions": the in-flight table
  *   (sandbox_inflight.c) hands over the objects of acquisitions whose

@@ -9,7 +9,7 @@
  * workspace at /workspace, loopback only unless network is "host"
  * (bwrap_run.c).
  *
- * Config (SPEC §9.3): provider "bwrap"; image "host" (the default: the
+ * Config (docs/providers.md): provider "bwrap"; image "host" (the default: the
  * host's /usr read-only with a minimal /etc) or an absolute path to a root
  * filesystem directory; reuseLease (false); network "none" (the default)
  * or "host"; timeoutMs (default execute timeout of the environment);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 60_bwrap_lifecycle — sandboxes that leak nothing (SPEC §9.2), with the bwrap
+# 60_bwrap_lifecycle — sandboxes that leak nothing (docs/providers.md), with the bwrap
 # provider: a workspace per lease made before the row, labelled outside it;
 # released → destroyed; reusable → kept and resumed, destroyed when its
 # environment is archived; a (sub)transaction that rolls back, a backend

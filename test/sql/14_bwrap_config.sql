@@ -4,7 +4,7 @@ BEGIN;
 \i test/fixtures/seed.sql
 SELECT plan(27);
 
--- the config of the bwrap provider (SPEC §9.3), as stored
+-- the config of the bwrap provider (docs/providers.md), as stored
 CREATE FUNCTION pg_temp.bwrap(config text) RETURNS jsonb LANGUAGE sql AS $$
   SELECT paperclip.validate_environment_config('sandbox', config::jsonb)
 $$;
