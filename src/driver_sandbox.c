@@ -19,6 +19,7 @@
 #include "sandbox.h"
 #include "util.h"
 
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
@@ -146,6 +147,7 @@ acquire_object(const PcrSandboxProvider *p, const PcrLeaseRequest *req, PcrLease
 	obj.lease_id = req->lease_id;
 	obj.company_id = req->company_id;
 	obj.environment_id = req->environment_id;
+	obj.database_id = MyDatabaseId;
 	obj.reusable = req->reusable;
 	obj.config = req->config;
 	PcrIoRequireWorkers();
