@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/recon.sh
 . test/lib/bwrap.sh
 
-tap_plan 42
+tap_plan 41
 bwrap_fixtures
 # a bwrap that takes its time: acquisitions stay in create long enough to be interrupted
 SLOW=$PCR_WORK/slow-bwrap
