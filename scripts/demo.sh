@@ -130,13 +130,13 @@ SELECT provider_lease_id FROM paperclip.acquire_run_lease('11111111-1111-1111-11
 SELECT count(*) AS workspaces_inside_the_transaction
   FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json';
 ROLLBACK;
-SELECT pg_sleep(3);
+SELECT pg_sleep(3) \gset
 SELECT count(*) AS workspaces_after_the_rollback
   FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json';
 
 \echo '-- run 3 succeeds; the reusable sandbox is kept (cleanup: release), and run 4 resumes it'
 UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '33333333-3333-3333-3333-333333333303';
-SELECT pg_sleep(3);
+SELECT pg_sleep(3) \gset
 SELECT heartbeat_run_id, status, cleanup_status FROM paperclip.environment_leases
  WHERE environment_id = '55555555-5555-5555-5555-555555555555';
 SELECT provider_lease_id, metadata->'resumedLease' AS resumed
@@ -146,7 +146,7 @@ SELECT provider_lease_id, metadata->'resumedLease' AS resumed
 \echo '-- run 4 succeeds and the environment is archived: its sandbox is destroyed'
 UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '33333333-3333-3333-3333-333333333304';
 UPDATE paperclip.environments SET status = 'archived' WHERE id = '55555555-5555-5555-5555-555555555555';
-SELECT pg_sleep(3);
+SELECT pg_sleep(3) \gset
 SELECT count(*) AS sandboxes_left
   FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%';
 

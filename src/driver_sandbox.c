@@ -19,6 +19,7 @@
 #include "sandbox.h"
 #include "util.h"
 
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
@@ -146,6 +147,7 @@ acquire_object(const PcrSandboxProvider *p, const PcrLeaseRequest *req, PcrLease
 	obj.lease_id = req->lease_id;
 	obj.company_id = req->company_id;
 	obj.environment_id = req->environment_id;
+	obj.database_id = MyDatabaseId;
 	obj.reusable = req->reusable;
 	obj.config = req->config;
 	PcrIoRequireWorkers();
@@ -228,6 +230,39 @@ lease_object(const PcrSandboxProvider *p, const PcrLeaseCleanup *lease, PcrSandb
 	obj->config = lease->environment_config;
 	obj->metadata = lease->metadata;
 	return true;
+}
+
+void
+PcrSandboxExecuteLease(const PcrSandboxLease *lease, const PcrExecSpec *spec, const bool *env_secret,
+					   PcrExecOutcome *outcome)
+{
+	char	   *name = lease->metadata ? PcrJsonbGetText(lease->metadata, "provider") : NULL;
+	const PcrSandboxProvider *p;
+	PcrLeaseCleanup l = {0};
+	PcrSandboxObject obj;
+
+	if (name == NULL)
+		name = (char *) lease->provider;
+	p = name ? PcrSandboxProviderByName(name) : NULL;
+	if (p == NULL || p->abi_version < 2 || p->execute == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_UNSUPPORTED),
+				 errmsg("sandbox provider \"%s\" cannot execute commands", name ? name : "(none)"),
+				 errdetail(p == NULL ? "The provider is not loaded in this server."
+						   : "The provider has no execute entry point.")));
+	l.lease_id = lease->lease_id;
+	l.company_id = lease->company_id;
+	l.environment_id = lease->environment_id;
+	l.provider_lease_id = lease->provider_lease_id;
+	l.metadata = lease->metadata;
+	l.environment_config = lease->config;
+	if (!lease_object(p, &l, &obj))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_REMOTE_IO),
+				 errmsg("the environment could not start the command"),
+				 errdetail("The lease has no provider_lease_id of provider \"%s\".", p->name)));
+	PcrIoRequireWorkers();
+	PcrSandboxCallExecute(p, &obj, spec, env_secret, outcome);
 }
 
 /* Release (keep) or destroy a lease's object, in this worker. */

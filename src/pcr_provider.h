@@ -49,8 +49,9 @@
  *   nothing; say what fails (not installed, user namespaces disabled, image
  *   missing, ...) in res->message, or what works when OK.
  * - create(obj, res): make the object named obj->name, labelled with
- *   obj->cluster, company, environment and lease (so that list_owned finds
- *   it again).  It may exist already (a repeated create): then reuse it.
+ *   obj->cluster, company, environment, lease and database (so that
+ *   list_owned finds it again, and the reconciler of that database alone
+ *   judges it).  It may exist already (a repeated create): then reuse it.
  * - resume(obj, res) (reusable leases): the object exists → OK; it is gone
  *   → NOT_FOUND, and the core calls create.
  * - execute(obj, spec, outcome, res): run one command in the object as
@@ -166,6 +167,7 @@ typedef struct PcrSandboxObject
 	pg_uuid_t	lease_id;		/* the lease (reusable: the lease this call is for) */
 	pg_uuid_t	company_id;
 	pg_uuid_t	environment_id;
+	Oid			database_id;	/* the database of the lease (0 when unknown): a label too */
 	bool		reusable;
 	Jsonb	   *config;			/* the environment's normalised config; NULL when unknown
 								 * (its environment is gone) */
@@ -181,6 +183,7 @@ typedef struct PcrOwnedObject
 	pg_uuid_t	lease_id;		/* the lease it was created for */
 	pg_uuid_t	company_id;
 	pg_uuid_t	environment_id;
+	Oid			database_id;	/* the database label; 0 when unknown */
 	bool		reusable;
 	TimestampTz created_at;		/* 0 when unknown: treated as old */
 } PcrOwnedObject;

@@ -84,6 +84,30 @@ extern void PcrSandboxCallExecute(const PcrSandboxProvider *p, const PcrSandboxO
 								  PcrExecOutcome *outcome);
 
 /* ------------------------------------------------------------------------
+ * driver_sandbox.c: what lease_execute needs of a sandbox lease
+ * ------------------------------------------------------------------------ */
+typedef struct PcrSandboxLease
+{
+	pg_uuid_t	lease_id;
+	pg_uuid_t	company_id;
+	pg_uuid_t	environment_id;
+	const char *provider;		/* environment_leases.provider (metadata.provider wins) */
+	const char *provider_lease_id;
+	Jsonb	   *metadata;		/* the lease's */
+	Jsonb	   *config;			/* its environment's, normalised */
+} PcrSandboxLease;
+
+/*
+ * Run spec in the sandbox of a lease through its provider's execute entry
+ * point, in a driver worker (the caller side of lease_execute's sandbox
+ * path; env entries flagged in env_secret travel in secret ranges).  0A000
+ * when the provider cannot execute (fake, ABI 1, no execute entry point) or
+ * is not loaded; 58030 when the sandbox is gone or cannot run commands.
+ */
+extern void PcrSandboxExecuteLease(const PcrSandboxLease *lease, const PcrExecSpec *spec,
+								   const bool *env_secret, PcrExecOutcome *outcome);
+
+/* ------------------------------------------------------------------------
  * sandbox_inflight.c
  * ------------------------------------------------------------------------ */
 extern int	pcr_max_pending_sandboxes;

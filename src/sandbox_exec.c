@@ -15,6 +15,8 @@
 #include "sandbox.h"
 #include "util.h"
 
+#include "miscadmin.h"
+
 /* The provider of the lease, or 0A000 when it cannot run commands. */
 static const PcrSandboxProvider *
 exec_provider(const PcrExecLease *lease)
@@ -80,6 +82,7 @@ lease_object(const PcrSandboxProvider *p, const PcrExecLease *lease, PcrSandboxO
 	obj->lease_id = lease->id;
 	obj->company_id = lease->company_id;
 	obj->environment_id = lease->environment_id;
+	obj->database_id = MyDatabaseId;
 	obj->reusable = memcmp(&id, &lease->id, sizeof(id)) != 0;
 	obj->config = p->validate(lease->config);
 	obj->metadata = lease->metadata;

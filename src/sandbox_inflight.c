@@ -81,6 +81,7 @@ typedef struct PcrInflightEntry
 	pg_uuid_t	lease_id;
 	pg_uuid_t	company_id;
 	pg_uuid_t	environment_id;
+	Oid			database_id;
 	char		name[PCR_OBJECT_NAME_MAX];
 } PcrInflightEntry;
 
@@ -397,6 +398,7 @@ PcrInflightBegin(const PcrSandboxProvider *p, const PcrSandboxObject *obj, uint3
 		e->lease_id = obj->lease_id;
 		e->company_id = obj->company_id;
 		e->environment_id = obj->environment_id;
+		e->database_id = obj->database_id;
 		strlcpy(e->name, obj->name, sizeof(e->name));
 	}
 	LWLockRelease(table->lock);
@@ -493,6 +495,7 @@ fill_orphan(PcrInflightOrphan *o, int slot, const PcrInflightEntry *e)
 	o->obj.lease_id = e->lease_id;
 	o->obj.company_id = e->company_id;
 	o->obj.environment_id = e->environment_id;
+	o->obj.database_id = e->database_id;
 	o->obj.reusable = e->reusable;
 }
 

@@ -185,6 +185,7 @@ w_head(StringInfo b, const PcrSandboxProvider *p, const PcrSandboxObject *obj)
 	w_uuid(b, &obj->lease_id);
 	w_uuid(b, &obj->company_id);
 	w_uuid(b, &obj->environment_id);
+	w_int(b, obj->database_id);
 	w_int(b, obj->reusable);
 	w_jsonb(b, obj->config);
 	w_jsonb(b, obj->metadata);
@@ -208,6 +209,7 @@ r_head(PcrWireReader *r, PcrIoRequest *req, PcrSandboxObject *obj)
 	r_uuid(r, &obj->lease_id);
 	r_uuid(r, &obj->company_id);
 	r_uuid(r, &obj->environment_id);
+	obj->database_id = (Oid) r_int(r);
 	obj->reusable = r_int(r) != 0;
 	obj->config = r_jsonb(r);
 	obj->metadata = r_jsonb(r);
@@ -372,6 +374,7 @@ list_run(PcrIoRequest *req, PcrIoResponse *resp)
 		w_uuid(&b, &list.items[i].lease_id);
 		w_uuid(&b, &list.items[i].company_id);
 		w_uuid(&b, &list.items[i].environment_id);
+		w_int(&b, list.items[i].database_id);
 		w_int(&b, list.items[i].reusable);
 		w_int(&b, list.items[i].created_at);
 	}
@@ -637,6 +640,7 @@ PcrSandboxCallListOwned(const PcrSandboxProvider *p, PcrOwnedObject **objects, i
 		r_uuid(&r, &(*objects)[i].lease_id);
 		r_uuid(&r, &(*objects)[i].company_id);
 		r_uuid(&r, &(*objects)[i].environment_id);
+		(*objects)[i].database_id = (Oid) r_int(&r);
 		(*objects)[i].reusable = r_int(&r) != 0;
 		(*objects)[i].created_at = (TimestampTz) r_int(&r);
 	}

@@ -1,7 +1,7 @@
 /*
  * sandbox_sweep.c — the reconciler's steps for provider objects without a lease
  *
- * Two steps, added to every pass (docs/providers.md):
+ * Two steps, added to every pass (docs/providers.md, "Lifecycle without leaks"):
  *
  * - "destroy sandboxes of aborted acquisitions": the in-flight table
  *   (sandbox_inflight.c) hands over the objects of acquisitions whose
@@ -21,7 +21,9 @@
  *     in flight is never taken for an orphan), or terminal with its cleanup
  *     done (success, or a terminal lease that never needed one);
  *   - of a reusable environment that is archived or missing (past the
- *     grace), unless one of its leases is active or has a cleanup pending.
+ *     grace), unless one of its leases is active or has a cleanup pending;
+ *   only objects labelled with this reconciler's database (or with none)
+ *   are judged: another database's leases are not visible here.
  *   Objects an acquisition in flight names are left alone; an active,
  *   retained or pending-cleanup lease keeps its object; a failed cleanup
  *   keeps it too (cleanup_error says why; set cleanup_status back to
@@ -244,7 +246,9 @@ sweep_items(const PcrOwnedObject *owned, int n)
 	{
 		PcrSweepItem *it = &b->items[b->n];
 
+		/* an object of another database's lease is that database's to judge */
 		if (!PcrSandboxObjectNameParse(owned[i].name, PcrSandboxCluster(), &it->id) ||
+			(owned[i].database_id != InvalidOid && owned[i].database_id != MyDatabaseId) ||
 			PcrInflightHasObject(owned[i].name))
 			continue;
 		it->owned = owned[i];
@@ -264,6 +268,7 @@ item_object(const PcrSweepItem *it, PcrSandboxObject *obj)
 	obj->lease_id = it->owned.lease_id;
 	obj->company_id = it->owned.company_id;
 	obj->environment_id = it->reusable ? it->id : it->owned.environment_id;
+	obj->database_id = it->owned.database_id;
 	obj->reusable = it->reusable;
 }
 

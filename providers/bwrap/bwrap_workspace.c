@@ -4,7 +4,7 @@
  * An object is the directory <sandbox_root>/<object name> (0700, owned by
  * the server's OS user), bound read-write at /workspace in every command of
  * its lease, and its labels <sandbox_root>/<object name>.json (cluster,
- * company, environment, lease, reusable, createdAt): outside the
+ * database, company, environment, lease, reusable, createdAt): outside the
  * workspace, so a sandbox can neither read nor forge them.  Creating
  * writes the labels first, so a crash between the two steps leaves an
  * object that list_owned still finds.
@@ -102,11 +102,12 @@ write_labels(int rootfd, const PcrSandboxObject *obj, const char **problem)
 {
 	char	   *tmp = psprintf("%s" LABELS_TMP_SUFFIX, obj->name);
 	char	   *final = psprintf("%s" LABELS_SUFFIX, obj->name);
-	char	   *text = psprintf("{\"cluster\": \"%s\", \"company\": \"%s\", \"environment\": \"%s\", "
-								"\"lease\": \"%s\", \"reusable\": %s, \"createdAt\": " INT64_FORMAT "}\n",
-								obj->cluster, uuid_text(&obj->company_id), uuid_text(&obj->environment_id),
-								uuid_text(&obj->lease_id), obj->reusable ? "true" : "false",
-								to_unix_ms(GetCurrentTimestamp()));
+	char	   *text = psprintf("{\"cluster\": \"%s\", \"database\": %u, \"company\": \"%s\", "
+								"\"environment\": \"%s\", \"lease\": \"%s\", \"reusable\": %s, "
+								"\"createdAt\": " INT64_FORMAT "}\n",
+								obj->cluster, obj->database_id, uuid_text(&obj->company_id),
+								uuid_text(&obj->environment_id), uuid_text(&obj->lease_id),
+								obj->reusable ? "true" : "false", to_unix_ms(GetCurrentTimestamp()));
 	int			fd = openat(rootfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	ssize_t		n;
 
@@ -379,6 +380,13 @@ read_labels(int rootfd, const char *name, const pg_uuid_t *id, PcrOwnedObject *o
 		label_uuid(labels, "company", &o->company_id);
 		label_uuid(labels, "environment", &o->environment_id);
 		o->reusable = PcrJsonbGetBool(labels, "reusable", false);
+		if (PcrJsonbGet(labels, "database", &v) != NULL && v.type == jbvNumeric)
+		{
+			int64		db;
+
+			if (PcrNumericToInt64(v.val.numeric, &db) && db > 0 && db <= PG_UINT32_MAX)
+				o->database_id = (Oid) db;
+		}
 		if (PcrJsonbGet(labels, "createdAt", &v) != NULL && v.type == jbvNumeric)
 		{
 			int64		ms;

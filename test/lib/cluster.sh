@@ -7,9 +7,10 @@
 # (PostgreSQL refuses to run as root), from "/": the caller's directory (a
 # checkout under /root, say) is usually one postgres may not enter, and
 # PostgreSQL's programs complain when they cannot change back to it.  DIR may
-# be relative: it is made absolute first.  The bwrap provider is preloaded with
-# the extension; its sandboxes live in DIR.sandboxes (0700, the server's), or in
-# the provider's default sandbox_root with PCR_SANDBOX_ROOT=default.
+# be relative: it is made absolute first.  The bwrap provider is preloaded
+# with the extension; its sandboxes live in DIR.sandboxes (0700, the
+# server's), or in the provider's default sandbox_root with
+# PCR_SANDBOX_ROOT=default.
 
 PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 

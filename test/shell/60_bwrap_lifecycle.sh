@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/recon.sh
 . test/lib/bwrap.sh
 
-tap_plan 40
+tap_plan 41
 bwrap_fixtures
 # a bwrap that takes its time: acquisitions stay in create long enough to be interrupted
 SLOW=$PCR_WORK/slow-bwrap
@@ -178,6 +178,11 @@ tap_ok $? "the start-up sweep destroys the half-created workspace (its lease doe
 tap_is "$(bwrap_procs)" 0 "...and no sandbox process is left"
 
 # ---------------------------------------------------------------- a crash with live objects
+# (and an active lease of another database, which this reconciler does not serve)
+sql "CREATE DATABASE pcr2" postgres >/dev/null
+RDB=pcr2 sql "CREATE EXTENSION paperclip_runtime" >/dev/null
+RDB=pcr2 sql_file test/fixtures/seed.sql >/dev/null
+L2DB=$(RDB=pcr2 acquire e5 f1)
 LA=$(acquire e5 14)
 LB=$(acquire e5 15)
 # destroys fail from here until the crash (the root is not writable): the objects stay
@@ -188,19 +193,28 @@ LC=$("$PCR_PGBIN/psql" -X -Atq -h 127.0.0.1 -p "$RPORT" -U postgres -d pcr -c "B
 release 15
 sleep 3
 tap_is "$(objects)" "$(printf '%s\n' "$(object_of "$LA")" "$(object_of "$LA").json" "$(object_of "$LB")" \
-         "$(object_of "$LB").json" "$(object_of "$LC")" "$(object_of "$LC").json" | sort | tr '\n' ' ' | sed 's/ $//')" \
+         "$(object_of "$LB").json" "$(object_of "$LC")" "$(object_of "$LC").json" \
+         "$(object_of "$L2DB")" "$(object_of "$L2DB").json" | sort | tr '\n' ' ' | sed 's/ $//')" \
   "before the crash: the workspaces of an active, a released and a rolled-back lease (their destroys failing)"
 tap_like "$(sql "SELECT cleanup_status || ': ' || cleanup_error FROM paperclip.environment_leases WHERE id = '$LB'")" \
   "^pending: .*could not destroy sandbox" "the failed destroy is retried (cleanup pending, its error kept)"
 pcr_cluster_restart "$RDATA" immediate
 chmod 700 "$SROOT"
-wait_objects 60 "$(object_of "$LA") $(object_of "$LA").json"
-tap_ok $? "after pg_ctl restart -m immediate only the active lease's workspace is left"
+survivors=$(printf '%s\n' "$(object_of "$LA")" "$(object_of "$LA").json" "$(object_of "$L2DB")" "$(object_of "$L2DB").json" |
+            sort | tr '\n' ' ' | sed 's/ $//')
+wait_objects 60 "$survivors"
+tap_ok $? "after pg_ctl restart -m immediate only the active leases' workspaces are left"
+sleep 3
+tap_is "$(objects)" "$survivors" "...including that of another database's lease (labelled with its database, left to its reconciler)"
 tap_is "$(sql "SELECT cleanup_status FROM paperclip.environment_leases WHERE id = '$LB'")" "success" \
   "...the released lease's cleanup completed"
 tap_is "$(sql "SELECT count(*) FROM paperclip.environment_leases WHERE id = '$LC'")" 0 \
   "...and the rolled-back lease never existed"
 release 14
-wait_objects 20 ""
-tap_ok $? "releasing the last lease leaves the sandbox root empty"
+wait_objects 20 "$(object_of "$L2DB") $(object_of "$L2DB").json"
+RDB=pcr2 release f1
+sql "ALTER SYSTEM SET paperclip.database = 'pcr2'" postgres >/dev/null
+pcr_cluster_restart "$RDATA" fast
+wait_objects 30 ""
+tap_ok $? "released, each lease's workspace is destroyed by the reconciler of its database: the root is empty"
 tap_is "$(bwrap_procs)" 0 "no sandbox process is left"

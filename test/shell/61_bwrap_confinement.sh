@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/recon.sh
 . test/lib/bwrap.sh
 
-tap_plan 33
+tap_plan 38
 bwrap_fixtures
 KEY=$PCR_WORK/k61.key
 scripts/pcr-keygen "$KEY" >/dev/null || exit 1
@@ -71,6 +71,21 @@ LS=$(acquire b3 f3)
 tap_like "$(sh_in "$LS" 'grep "Max address space" /proc/self/limits')" "134217728 +134217728" \
   "memoryLimitMb: the address-space limit of every command"
 
+# ---------------------------------------------------------------- the whole caller side, through the pool
+r=$(sql "SELECT started || '|' || exit_code || '|' || stdout FROM pcr_bwrap_test_lease_exec('$L', 'sh',
+           array['-c', 'echo \$TOKEN; tr \"\\0\" \" \" < /proc/1/cmdline | grep -c s3cr3t-valu[e]; true'],
+           array['PATH=/usr/bin:/bin', 'TOKEN=s3cr3t-value'], array[false, true], '', NULL, 10000, 4096)")
+tap_is "$r" "true|0|s3cr3t-value
+0" "through the pool: a secret variable reaches the command, and no argv of the sandbox shows it"
+tap_is "$(sql "SELECT stdout FROM pcr_bwrap_test_lease_exec('$L', 'cat', NULL, array['PATH=/usr/bin:/bin'],
+                 NULL, '', 'fed through the pool', 10000, 4096)")" "fed through the pool" "through the pool: stdin"
+tap_is "$(sql "SELECT length(stdout) || ' ' || exit_code FROM pcr_bwrap_test_lease_exec('$L', 'sh',
+                 array['-c', 'yes | head -c 5000000'], array['PATH=/usr/bin:/bin'], NULL, '', NULL, 30000, 1000)")" \
+  "1000 0" "through the pool: output past the cap is drained, the command exits"
+LF=$(acquire e2 f3)
+tap_is "$(psqlv -c "SELECT * FROM pcr_bwrap_test_lease_exec('$LF', 'true', NULL, NULL, NULL, '', NULL, 1000, 100)")" \
+  '0A000: sandbox provider "fake" cannot execute commands' "a fake lease cannot execute (0A000)"
+
 # ---------------------------------------------------------------- results
 tap_is "$(bexec "$L" no-such-command)" "127||no-such-command: No such file or directory" "a command that does not exist: 127 (not bwrap's 1)"
 tap_is "$(sh_in "$L" 'kill -KILL $$')" "sig9||" "a command killed by SIGKILL: the signal (not bwrap's 137)"
@@ -89,6 +104,8 @@ tap_is "$(stat -c %F "$SROOT/$(object_of "$L")/to-pgdata")" "symbolic link" "the
 release f1
 wait_cleanup "$L" success
 tap_ok $? "the workspace with links, a locked directory and a 300-deep tree is destroyed"
+tap_like "$(psqlv -c "SELECT * FROM pcr_bwrap_test_lease_exec('$L', 'true', NULL, NULL, NULL, '', NULL, 1000, 100)")" \
+  '^58030: the environment could not start the command' "a command in a destroyed sandbox: 58030"
 tap_is "$(cat "$CANARY/f" 2>&1)" "alive" "...the canary the links pointed at is intact"
 tap_ok "$( [ -f "$RDATA/PG_VERSION" ] && [ -f "$RDATA/postgresql.conf" ]; echo $? )" "...and so is the data directory"
 
