@@ -17,10 +17,11 @@ if ! ssh_lab_available; then
   tap_skip_all "sshd is not installed"
   exit 0
 fi
-tap_plan 61
+tap_plan 62
 LAB=$PCR_WORK/exec60
 cleanup() {
   psql -X -Atq -d postgres -c "ALTER SYSTEM RESET log_min_messages" -c "ALTER SYSTEM RESET log_statement" \
+       -c "ALTER SYSTEM RESET paperclip.ssh_allowed_hosts" \
        -c "SELECT pg_reload_conf()" >/dev/null 2>&1
   psql -X -Atq -d postgres -c "DROP ROLE IF EXISTS pcr_exec60_nobody" >/dev/null 2>&1
   ssh_db_drop
@@ -245,6 +246,14 @@ tap_like "$(cat "$LAB/lost.out")" "^08006: the connection to the environment was
 wait_none "sleep 6008"
 tap_ok $? "... and the remote command is gone: its watchdog killed the group when sshd went"
 tap_is "$(ex "'true'")" "0|null|f|||f|f" "the next call opens a new session"
+
+# ------------------------------------------------------------ paperclip.ssh_allowed_hosts
+psql -X -Atq -d postgres -c "ALTER SYSTEM SET paperclip.ssh_allowed_hosts = '192.0.2.1'" -c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 50); do [ "$(sql -c "SHOW paperclip.ssh_allowed_hosts")" == 192.0.2.1 ] && break; sleep 0.1; done
+tap_like "$(sql_error -c "SELECT * FROM paperclip.lease_execute('$L', 'true')")" "^42501: " \
+  "a host paperclip.ssh_allowed_hosts does not admit: 42501, nothing run"
+psql -X -Atq -d postgres -c "ALTER SYSTEM RESET paperclip.ssh_allowed_hosts" -c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 50); do [ "$(sql -c "SHOW paperclip.ssh_allowed_hosts")" == "*" ] && break; sleep 0.1; done
 
 # ------------------------------------------------------------ a lease no longer active
 sql -c "SELECT 1 FROM paperclip.release_run_leases('$RUN')" >/dev/null
