@@ -8,8 +8,8 @@
 #   bwrap_procs                 how many processes hold a mount of the sandbox root (sandboxes alive)
 #   wait_objects SECS WANT      poll until objects prints WANT
 #   object_of LEASE_ID|ENV_ID   pcr-<cluster>-<id>
-#   bexec LEASE CMD [ARGS]      run a command in a lease's sandbox through the provider's execute
-#                               (pcr_bwrap_test_lease_exec(): the whole caller side, through the pool)
+#   bexec LEASE CMD [ARGS]      run a command in a lease's sandbox, calling the provider's execute
+#                               directly in a driver worker (pcr_bwrap_test_exec())
 #   psqlv SQL...                "SQLSTATE: message" of the error, or "no error"
 
 bwrap_fixtures() {
@@ -39,11 +39,6 @@ bwrap_db() {
          cwd text, stdin text, timeout_ms int, max_output int, config jsonb DEFAULT '{}',
          OUT status int, OUT message text, OUT started bool, OUT exit_code int, OUT sig int,
          OUT timed_out bool, OUT stdout text, OUT stderr text, OUT duration_ms int)
-       AS 'pcr_bwrap_test' LANGUAGE C" >/dev/null
-  sql "CREATE FUNCTION pcr_bwrap_test_lease_exec(lease uuid, command text, args text[], env text[],
-         env_secret boolean[], cwd text, stdin text, timeout_ms int, max_output int,
-         OUT started bool, OUT exit_code int, OUT sig int, OUT timed_out bool, OUT stdout text,
-         OUT stderr text, OUT message text)
        AS 'pcr_bwrap_test' LANGUAGE C" >/dev/null
   CLUSTER_ID=$(sql "SELECT lpad(to_hex(system_identifier), 16, '0') FROM pg_control_system()")
 }

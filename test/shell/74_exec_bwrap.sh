@@ -20,7 +20,7 @@ if ! command -v bwrap >/dev/null 2>&1; then
   tap_skip_all "bubblewrap is not installed"
   exit 0
 fi
-tap_plan 50
+tap_plan 51
 KEY=$PCR_WORK/k74.key
 scripts/pcr-keygen "$KEY" >/dev/null || exit 1
 [ "$(id -u)" -eq 0 ] && chown postgres: "$KEY"
@@ -83,6 +83,9 @@ tap_like "$(psqlv -c "SELECT * FROM paperclip.lease_execute('$L', 'pwd', cwd => 
 tap_is "$(sql "SELECT exit_code || '|' || length(stdout) || '|' || stdout_truncated FROM paperclip.lease_execute('$L', 'head',
                ARRAY['-c', '30000000', '/dev/zero'], max_output_bytes => 2048)")" "0|2048|true" \
   "a command writing 30 MB fast with a 2 KiB cap: cut, flagged, drained, exit 0"
+tap_is "$(sql "SELECT exit_code || '|' || length(stdout) || '|' || stdout_truncated || '|' || stderr_truncated
+               FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 'echo out; echo err >&2'], max_output_bytes => 0)")" \
+  "0|0|true|true" "max_output_bytes 0: no output kept, both streams flagged, exit 0"
 tap_is "$(ex "$L" "'sh', ARRAY['-c', '(trap \"\" TERM; exec sleep 7402) & trap \"\" TERM; echo x; sleep 7403'], timeout_ms => 600")" \
   "null|SIGKILL|true|x\n||false" "a process tree ignoring SIGTERM: SIGKILL 250 ms later, output kept"
 wait_no_sandbox_procs
