@@ -131,5 +131,5 @@ tap_is "$(sql -F '|' -c "SELECT count(*), count(*) FILTER (WHERE timed_out), cou
                                 count(*) FILTER (WHERE truncated)
                            FROM paperclip.lease_executions WHERE lease_id = '$L'")" "22|3|1|1" \
   "every completed call is recorded once, with its timeouts, signal and truncation"
-tap_is "$(sql -c "SELECT count(*) FROM paperclip.lease_executions x WHERE x::text ~ '(6301|before|SigBlk)'")" 0 \
+tap_is "$(sql -c "SELECT count(*) FROM paperclip.lease_executions x WHERE (to_jsonb(x) - 'id' - 'company_id' - 'lease_id' - 'heartbeat_run_id' - 'started_at' - 'finished_at')::text ~ '(6301|before|SigBlk)'")" 0 \
   "no record holds arguments or output"

@@ -205,7 +205,7 @@ tap_is "$(sql "SELECT exit_code FROM paperclip.lease_execute('$L', 'true')")" 0 
 # ------------------------------------------------------------ a lease no longer active
 release f1
 tap_is "$(psqlv -c "SELECT * FROM paperclip.lease_execute('$L', 'true')")" "55000: lease $L is released" "a released lease: 55000"
-tap_is "$(sql "SELECT count(*) FROM paperclip.lease_executions x WHERE x::text ~ '(7401|one-1|FROM_CONFIG|cfg)'")" 0 \
+tap_is "$(sql "SELECT count(*) FROM paperclip.lease_executions x WHERE (to_jsonb(x) - 'id' - 'company_id' - 'lease_id' - 'heartbeat_run_id' - 'started_at' - 'finished_at')::text ~ '(7401|one-1|FROM_CONFIG|cfg)'")" 0 \
   "no record holds arguments, output or variables"
 for r in f2 f3 f4; do release $r; done
 wait_no_sandbox_procs
