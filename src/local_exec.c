@@ -85,6 +85,7 @@ local_executor(const PcrIoRequest *io, char *dd, Size dlen, const PcrExecSpec *s
 	ps.envp = spec->env;
 	ps.cwd = cwd;
 	ps.stdin_pipe = spec->stdin_data != NULL;
+	ps.supervised = true;		/* its children die with a SIGKILLed worker too */
 	proc = PcrProcStart(&ps);	/* 58030 when it cannot start (e.g. cwd missing) */
 	PcrProcCommunicate(proc, spec->stdin_data, spec->stdin_len, spec->timeout_ms, spec->max_output, outcome);
 }

@@ -79,11 +79,11 @@ tap_is "$(ex "'ls', ARRAY['/proc/self/fd']")" "0|null|f|0\n1\n2\n3\n||f|f" \
   "no descriptor inherited but stdin, stdout and stderr (3 is ls reading the directory)"
 tap_is "$(ex "'sh', ARRAY['-c', 'umask; ulimit -c; cat /proc/self/oom_score_adj']")" "0|null|f|0022\n0\n1000\n||f|f" \
   "umask 022, no core dumps, oom_score_adj 1000"
-tap_is "$(ex "'sh', ARRAY['-c', 'test \$(ps -o pgid= -p \$\$) -eq \$\$ && echo own']")" "0|null|f|own\n||f|f" \
-  "the command leads a process group of its own"
-tap_like "$(sql -c "SELECT stdout FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 'ps -o ppid= -p \$\$'])" | tr -d ' ')" \
-  "^($(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paperclip driver'" | tr '\n' '|' | sed 's/|$//'))$" \
-  "its parent is a driver worker, not a backend"
+tap_is "$(ex "'sh', ARRAY['-c', 'test \$(ps -o pgid= -p \$\$) -eq \$(ps -o ppid= -p \$\$) && echo supervised']")" \
+  "0|null|f|supervised\n||f|f" "the command is in a process group of its own, led by its supervisor (its parent)"
+tap_like "$(sql -c "SELECT stdout FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 's=\$(ps -o ppid= -p \$\$); ps -o comm=,ppid= -p \$s'])" | tr -s ' ')" \
+  "^pcr-supervisor ($(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paperclip driver'" | tr '\n' '|' | sed 's/|$//'))$" \
+  "the supervisor's parent is a driver worker, not a backend"
 
 # ------------------------------------------------------------ cwd
 mkdir -p "$WS/a/b"
