@@ -5,7 +5,7 @@
 # and a client killed mid-command kill the remote command; a driver worker
 # SIGKILLed mid-command (the postmaster then reinitialises everything) leaves the
 # caller with an error and no process behind, on ssh (the remote watchdog) and
-# on the local host (the parent-death signal).  Process counts before and after.
+# on the local host (the supervisor kills the command's group).  Process counts before and after.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
