@@ -18,6 +18,7 @@ OBJS = \
 	src/secret_lookup.o \
 	src/secret.o \
 	src/triggers.o \
+	src/lease_probe.o \
 	src/lease_lookup.o \
 	src/lease.o \
 	src/reconciler.o \
