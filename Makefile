@@ -24,6 +24,7 @@ OBJS = \
 	src/reconciler.o \
 	src/reconcile_pass.o \
 	src/reconcile_steps.o \
+	src/reconcile_retention.o \
 	src/worker.o \
 	src/ssh_client.o \
 	src/ssh_workspace.o \

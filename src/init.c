@@ -21,6 +21,7 @@ int			pcr_ssh_connect_timeout = 10000;
 char	   *pcr_runtime_api_candidates = NULL;
 int			pcr_reconcile_interval = 10000;
 int			pcr_cleanup_max_attempts = 5;
+int			pcr_lease_retention = 0;
 char	   *pcr_company_id = NULL;
 bool		pcr_preloaded = false;
 
@@ -77,6 +78,11 @@ _PG_init(void)
 							"Attempts at a lease's release side effects before it is marked failed.",
 							NULL, &pcr_cleanup_max_attempts, 5, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paperclip.lease_retention",
+							"Age after which the reconciler deletes lease history that is done; 0 keeps it.",
+							"Terminal leases released longer ago than this whose cleanup is not pending or failed, and that are not retained.",
+							&pcr_lease_retention, 0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomStringVariable("paperclip.company_id",
 							   "Company whose rows non-owner roles see (row-level security).",
 							   NULL, &pcr_company_id, "",

@@ -62,6 +62,7 @@ extern int	pcr_ssh_connect_timeout;	/* milliseconds */
 extern char *pcr_runtime_api_candidates;
 extern int	pcr_reconcile_interval; /* milliseconds */
 extern int	pcr_cleanup_max_attempts;
+extern int	pcr_lease_retention;	/* seconds; 0: keep lease history */
 extern char *pcr_company_id;
 
 /* true when loaded through shared_preload_libraries */

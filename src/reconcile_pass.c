@@ -3,10 +3,11 @@
  *
  * Each batch of a step is one short transaction that first makes sure the
  * extension is there and not being dropped (a share lock on it, taken
- * without waiting), then selects rows (FOR UPDATE SKIP LOCKED: a row a
- * client holds is left for the next pass) and handles them: all at once in
- * one subtransaction when the step can, else (or when that raised) each row
- * in a subtransaction of its own.  A row that raises is rolled back alone,
+ * without waiting), then handles rows (FOR UPDATE SKIP LOCKED: a row a
+ * client holds is left for the next pass): a batch of PCR_SET_BATCH_SIZE all
+ * at once in one subtransaction when the step can, else (or when that
+ * raised) a batch of PCR_ROW_BATCH_SIZE selected, each row in a
+ * subtransaction of its own.  A row that raises is rolled back alone,
  * logged, counted and skipped for the rest of the pass; a batch that fails
  * as a whole ends its step for this pass.  Nothing here can stop the worker
  * but FATAL.
@@ -31,11 +32,18 @@
 
 #define PCR_EXTENSION_NAME "paperclip_runtime"
 /*
- * Rows per transaction.  Each row that changes gets a subtransaction id, and
- * past 64 of them in one transaction (PGPROC_MAX_CACHED_SUBXIDS) every
- * other session's snapshots overflow to pg_subtrans lookups: stay below.
+ * Rows per transaction handled row by row.  Each row that changes gets a
+ * subtransaction id, and past 64 of them in one transaction
+ * (PGPROC_MAX_CACHED_SUBXIDS) every other session's snapshots overflow to
+ * pg_subtrans lookups: stay below.
  */
-#define PCR_BATCH_SIZE 50
+#define PCR_ROW_BATCH_SIZE 50
+/*
+ * Rows per transaction handled at once (one subtransaction): large enough
+ * that a transaction's fixed cost is small next to its rows', small enough
+ * that the row locks it holds are short (a few milliseconds).
+ */
+#define PCR_SET_BATCH_SIZE 1000
 
 /* ------------------------------------------------------------------------
  * The steps of a pass: the built-in ones, then those added by others
@@ -229,6 +237,9 @@ count_outcome(PcrPassCounts *c, PcrRowOutcome outcome)
 			c->cleanup_attempts_failed++;
 			c->cleanups_given_up++;
 			break;
+		case PCR_ROW_DELETED:
+			c->history_deleted++;
+			break;
 	}
 }
 
@@ -294,25 +305,30 @@ process_row_guarded(PcrPass *pass, const PcrReconcileStep *step, HeapTuple row, 
 }
 
 /*
- * Try the step's process_batch on the whole batch in one subtransaction;
- * false (and nothing changed) when it raised, or the step has none.
+ * Try the step's process_batch in one subtransaction; false (and nothing
+ * changed) when it raised, or the step has none.  *full: the batch was full
+ * and changed something, so there may be more.
  */
 static bool
-process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 nrows,
-					  PcrPassCounts *batch)
+process_batch_guarded(PcrPass *pass, const PcrReconcileStep *step, PcrPassCounts *batch,
+					  bool *full)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool done = false;
+	volatile uint64 selected = 0;
 	volatile uint64 changed = 0;
 
-	if (step->process_batch == NULL || nrows == 0)
+	if (step->process_batch == NULL)
 		return false;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		changed = step->process_batch(rows->vals, nrows, rows->tupdesc);
+		uint64		n = 0;
+
+		selected = step->process_batch(step, skip_array(pass), PCR_SET_BATCH_SIZE, &n);
+		changed = n;
 		ReleaseCurrentSubTransaction();
 		done = true;
 	}
@@ -328,6 +344,7 @@ process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 
 				(errmsg_internal("paperclip reconciler: step \"%s\" goes row by row: %s",
 								 step->name, edata->message)));
 		FreeErrorData(edata);
+		changed = 0;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
@@ -335,7 +352,35 @@ process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 
 
 	for (uint64 i = 0; i < changed; i++)
 		count_outcome(batch, step->batch_outcome);
+	*full = selected >= PCR_SET_BATCH_SIZE && changed > 0;
 	return done;
+}
+
+/* Select a batch and handle each row in a subtransaction of its own. */
+static void
+process_rows(PcrPass *pass, int stepno, PcrPassCounts *batch, bool *full)
+{
+	const PcrReconcileStep *step = steps[stepno];
+	Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
+	Datum		values[2];
+	SPITupleTable *rows;
+	uint64		nrows;
+	int			rc;
+
+	values[0] = skip_array(pass);
+	values[1] = Int32GetDatum(PCR_ROW_BATCH_SIZE);
+	rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
+			 step->name, SPI_result_code_string(rc));
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		count_outcome(batch, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
+	}
+	*full = nrows >= PCR_ROW_BATCH_SIZE;
 }
 
 static PcrBatchResult
@@ -354,31 +399,13 @@ run_batch(PcrPass *pass, int stepno)
 			result = BATCH_NO_EXTENSION;
 		else
 		{
-			Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
-			Datum		values[2];
-			SPITupleTable *rows;
-			uint64		nrows;
-			int			rc;
+			bool		full = false;
 
 			SPI_connect();
-			values[0] = skip_array(pass);
-			values[1] = Int32GetDatum(PCR_BATCH_SIZE);
-			rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
-					 step->name, SPI_result_code_string(rc));
-			rows = SPI_tuptable;
-			nrows = SPI_processed;
-			if (!process_batch_guarded(step, rows, nrows, &batch))
-			{
-				for (uint64 i = 0; i < nrows; i++)
-				{
-					CHECK_FOR_INTERRUPTS();
-					count_outcome(&batch, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
-				}
-			}
+			if (!process_batch_guarded(pass, step, &batch, &full))
+				process_rows(pass, stepno, &batch, &full);
 			SPI_finish();
-			result = nrows >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
+			result = full ? BATCH_FULL : BATCH_PARTIAL;
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -406,6 +433,7 @@ run_batch(PcrPass *pass, int stepno)
 		pass->counts->cleanups_succeeded += batch.cleanups_succeeded;
 		pass->counts->cleanup_attempts_failed += batch.cleanup_attempts_failed;
 		pass->counts->cleanups_given_up += batch.cleanups_given_up;
+		pass->counts->history_deleted += batch.history_deleted;
 	}
 	return result;
 }
@@ -426,6 +454,7 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 	for (int s = 0; s < nsteps; s++)
 	{
 		PcrBatchResult r;
+		int			batches = 0;
 
 		do
 		{
@@ -433,7 +462,8 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 			r = run_batch(&pass, s);
 			if (r == BATCH_NO_EXTENSION)
 				return PCR_PASS_NO_EXTENSION;
-		} while (r == BATCH_FULL);
+			batches++;
+		} while (r == BATCH_FULL && (steps[s]->max_batches == 0 || batches < steps[s]->max_batches));
 	}
 	return PCR_PASS_DONE;
 }
