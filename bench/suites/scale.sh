@@ -162,6 +162,9 @@ SQL
   t0=$(now_s)
   q "$db" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
   echo "vacuumed in $(( $(now_s) - t0 )) s; $(q "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('paperclip.environment_leases'))") of leases"
+  q "$db" -F ' ' -c "SELECT c.relname, pg_size_pretty(pg_relation_size(c.oid)) FROM pg_index AS i
+                      JOIN pg_class AS c ON c.oid = i.indexrelid
+                     WHERE i.indrelid = 'paperclip.environment_leases'::regclass ORDER BY 1"
 }
 
 echo "== set-up"
