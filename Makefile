@@ -7,7 +7,10 @@ OBJS = \
 	src/init.o \
 	src/jsonb_util.o \
 	src/spi_util.o \
+	src/rel_util.o \
+	src/tenant.o \
 	src/driver.o \
+	src/driver_config.o \
 	src/driver_local.o \
 	src/driver_ssh.o \
 	src/driver_sandbox.o \
@@ -18,6 +21,7 @@ OBJS = \
 	src/secret_lookup.o \
 	src/secret.o \
 	src/triggers.o \
+	src/lease_guard.o \
 	src/lease_probe.o \
 	src/lease_lookup.o \
 	src/lease.o \
@@ -26,6 +30,7 @@ OBJS = \
 	src/reconcile_steps.o \
 	src/reconcile_retention.o \
 	src/worker.o \
+	src/ssh_allow.o \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
 	src/ssh_api.o \
@@ -42,6 +47,13 @@ PG_CPPFLAGS += -I$(srcdir)/src
 ifdef PCR_WERROR
 PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 endif
+
+# make installcheck: the pgTAP files of test/sql through pg_regress, against a
+# running server that preloads the extension and has paperclip.master_key_file
+# set (PGHOST, PGPORT, PGUSER as usual).  pg_regress creates the database
+# (contrib_regression) and the pgtap and paperclip_runtime extensions in it.
+REGRESS = $(sort $(patsubst test/sql/%.sql,%,$(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=pgtap --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql results regression.diffs regression.out
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 . test/lib/cluster.sh
 
-scripts/install-deps.sh valgrind bc curl
+scripts/install-deps.sh --test valgrind bc curl
 pcr_use_pgbin
 scripts/build-install.sh || exit 1
 

@@ -21,7 +21,7 @@ echo "== building and installing paperclip_runtime"
 pcr_use_pgbin
 scripts/build-install.sh
 
-DEMO=${PCR_DEMO_DIR:-/tmp/paperclip-demo}
+DEMO=$(realpath -m "${PCR_DEMO_DIR:-/tmp/paperclip-demo}")
 if [ -d "$DEMO/data" ]; then
   pcr_cluster_stop "$DEMO/data" immediate
 fi
@@ -31,7 +31,10 @@ chmod 755 "$DEMO"
 PORT=${PCR_DEMO_PORT:-$(pcr_free_port)}
 
 echo "== creating the secrets master key with scripts/pcr-keygen (mode 0600, never made at start-up)"
-scripts/pcr-keygen "$DEMO/master.key"
+KEY_ID=$(scripts/pcr-keygen "$DEMO/master.key")
+echo "master key file: $DEMO/master.key"
+echo "master key id:   $KEY_ID (an id derived from the key, not the key; every secret version"
+echo "                 records the id of the key that encrypted it, in its key_id column)"
 
 echo "== starting a throw-away cluster in $DEMO/data on 127.0.0.1:$PORT"
 pcr_cluster_init "$DEMO/data" "$PORT" "paperclip.database = 'paperclip'" \
@@ -70,11 +73,17 @@ SELECT provider, provider_lease_id, status, lease_policy, fence, metadata
   FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
          '44444444-4444-4444-4444-444444444444', '33333333-3333-3333-3333-333333333301');
 
-\echo '-- run 2 wants the same sandbox while run 1 holds it (55P03)'
+\echo '-- run 2 wants the same sandbox while run 1 holds it: it must be refused (SQLSTATE 55P03)'
 \set ON_ERROR_STOP off
 SELECT * FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
          '44444444-4444-4444-4444-444444444444', '33333333-3333-3333-3333-333333333302');
 \set ON_ERROR_STOP on
+SELECT :'LAST_ERROR_SQLSTATE' = '55P03' AS refused \gset
+\if :refused
+\echo '-- refused as expected, with SQLSTATE' :LAST_ERROR_SQLSTATE '(lock_not_available); nothing was written'
+\else
+DO $$ BEGIN RAISE EXCEPTION 'demo: the second acquire was not refused with SQLSTATE 55P03'; END $$;
+\endif
 
 \echo '-- run 1 succeeds: its leases are released in the same transaction'
 UPDATE paperclip.heartbeat_runs SET status = 'succeeded', finished_at = now()
@@ -99,11 +108,29 @@ SELECT version, key_id, material->>'alg' AS alg, length(material->>'ciphertext')
 SELECT paperclip.secret_resolve('11111111-1111-1111-1111-111111111111',
          jsonb_build_object('type', 'secret_ref', 'secretId', id, 'version', 'latest')) AS latest
   FROM paperclip.company_secrets WHERE name = 'deploy-token';
+
+\echo '-- the background workers: the reconciler (it waited quietly for this database) and the driver workers'
+DO $$
+BEGIN
+    FOR i IN 1..300 LOOP   -- up to 30 s for the reconciler's start-up sweep
+        EXIT WHEN (SELECT passes >= 1 FROM paperclip.reconciler_status());
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
+SELECT state, database, passes, total_errors FROM paperclip.reconciler_status();
+SELECT worker, state, requests_served FROM paperclip.driver_workers_status();
 SQL
 
+if [ "$(id -u)" -eq 0 ]; then
+  STOP="(cd / && runuser -u postgres -- $PCR_PGBIN/pg_ctl -D $DEMO/data stop)"
+else
+  STOP="$PCR_PGBIN/pg_ctl -D $DEMO/data stop"
+fi
 cat <<END
 
 == the cluster is running
 connect:  psql -h 127.0.0.1 -p $PORT -U postgres paperclip
-stop:     $( [ "$(id -u)" -eq 0 ] && echo "runuser -u postgres -- " )$PCR_PGBIN/pg_ctl -D $DEMO/data stop
+log:      $DEMO/data/server.log
+stop:     $STOP
 END

@@ -7,9 +7,143 @@
 -- headed by a comment saying what it is for.
 \echo Use "ALTER EXTENSION paperclip_runtime UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Secret names and descriptions: bounded and free of control characters
+-- (secret_create checks the same and says which; these hold for UPDATEs).
+-- A 0.1.0 row breaking them makes the update fail naming the constraint:
+-- rename the secret or shorten its description, then update again.
+ALTER TABLE paperclip.company_secrets
+    ADD CONSTRAINT company_secrets_name_check
+        CHECK (char_length(name) BETWEEN 1 AND 255 AND name !~ '[\x01-\x1f\x7f]'),
+    ADD CONSTRAINT company_secrets_description_check
+        CHECK (char_length(description) <= 4096 AND description !~ '[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]');
+
 ----------------------------------------------------------------------------
--- Scale (issue 13): indexes for run deletion and retention, and a run's
--- renewal that no statistics can send through every active lease.
+-- Security: tenant entitlement, SECURITY DEFINER lease functions, least
+-- privilege (no table-level write right for the two roles, no EXECUTE on
+-- trigger functions)
+----------------------------------------------------------------------------
+
+-- Entitlements (docs/security.md): a role acts for the companies mapped here to it or to
+-- a role whose privileges it has; paperclip.company_id selects one of them.
+-- Kept by the owner: no other role may read or write it.
+CREATE TABLE paperclip.company_roles (
+    company_id  uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    role        regrole     NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT company_roles_pkey PRIMARY KEY (company_id, role)
+);
+COMMENT ON TABLE paperclip.company_roles IS
+    'entitlements: the roles (with their members) that act for a company; written by the owner only';
+REVOKE ALL ON paperclip.company_roles FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('paperclip.company_roles', '');
+
+CREATE FUNCTION paperclip.current_company_id()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'pcr_current_company_id'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.current_company_id() IS
+    'the company the session acts for: paperclip.company_id when the session''s role is entitled to it (paperclip.company_roles), else null';
+REVOKE ALL ON FUNCTION paperclip.current_company_id() FROM PUBLIC;
+
+ALTER FUNCTION paperclip.acquire_run_lease(uuid, uuid, uuid, uuid, uuid, text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION paperclip.release_run_leases(uuid, text, text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION paperclip.renew_run_lease(uuid)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION paperclip.ensure_local_environment(uuid)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION paperclip.heartbeat_runs_after_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF TG_RELID <> 'paperclip.heartbeat_runs'::regclass OR TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'ROW'
+       OR TG_OP <> 'UPDATE' THEN
+        RAISE EXCEPTION USING ERRCODE = '39P01',
+            MESSAGE = 'trigger function "heartbeat_runs_after_update" fires only after an update of each row of paperclip.heartbeat_runs';
+    END IF;
+    IF NEW.status IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
+        IF NEW.status IN ('failed', 'timed_out') THEN
+            PERFORM paperclip.release_run_leases(NEW.id, 'failed',
+                                                 coalesce(NEW.error, NEW.error_code, NEW.status));
+        ELSE
+            PERFORM paperclip.release_run_leases(NEW.id, 'released', NULL);
+        END IF;
+    ELSE
+        -- "IS TRUE": no partial index on active leases can be proven usable
+        -- (each may look one page long to stale statistics), only the run's
+        UPDATE paperclip.environment_leases AS l
+           SET last_used_at = now(),
+               expires_at = now() + paperclip.lease_ttl(e.config),
+               updated_at = now()
+          FROM paperclip.environments AS e
+         WHERE l.heartbeat_run_id = NEW.id
+           AND (l.status = 'active') IS TRUE
+           AND e.company_id = l.company_id
+           AND e.id = l.environment_id;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION paperclip.heartbeat_runs_before_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF TG_RELID <> 'paperclip.heartbeat_runs'::regclass OR TG_WHEN <> 'BEFORE' OR TG_LEVEL <> 'ROW'
+       OR TG_OP <> 'DELETE' THEN
+        RAISE EXCEPTION USING ERRCODE = '39P01',
+            MESSAGE = 'trigger function "heartbeat_runs_before_delete" fires only before a deletion of each row of paperclip.heartbeat_runs';
+    END IF;
+    PERFORM paperclip.release_run_leases(OLD.id, 'released', NULL);
+    RETURN OLD;
+END
+$fn$;
+
+-- row-level security by the effective company, not by the setting alone
+ALTER POLICY company_isolation ON paperclip.companies
+    USING (id = (SELECT paperclip.current_company_id()));
+ALTER TABLE paperclip.company_roles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.company_roles
+    USING (company_id = (SELECT paperclip.current_company_id()));
+ALTER POLICY company_isolation ON paperclip.environments
+    USING (company_id = (SELECT paperclip.current_company_id()));
+ALTER POLICY company_isolation ON paperclip.agents
+    USING (company_id = (SELECT paperclip.current_company_id()));
+ALTER POLICY company_isolation ON paperclip.heartbeat_runs
+    USING (company_id = (SELECT paperclip.current_company_id()));
+ALTER POLICY company_isolation ON paperclip.environment_leases
+    USING (company_id = (SELECT paperclip.current_company_id()));
+ALTER POLICY company_isolation ON paperclip.company_secrets
+    USING (company_id = (SELECT paperclip.current_company_id()));
+ALTER POLICY company_isolation ON paperclip.company_secret_versions
+    USING (company_id = (SELECT paperclip.current_company_id()));
+
+-- grants: no table-level write right, no trigger function, for either role
+GRANT EXECUTE ON FUNCTION paperclip.current_company_id() TO paperclip_agent, paperclip_admin;
+REVOKE INSERT, UPDATE ON paperclip.environment_leases FROM paperclip_agent;
+REVOKE UPDATE (status, released_at, last_used_at, expires_at, updated_at, failure_reason, cleanup_status)
+    ON paperclip.environment_leases FROM paperclip_agent;
+REVOKE UPDATE ON paperclip.heartbeat_runs FROM paperclip_agent;
+GRANT UPDATE (status, started_at, finished_at, error, error_code, context_snapshot, updated_at)
+    ON paperclip.heartbeat_runs TO paperclip_agent;
+REVOKE INSERT, UPDATE, DELETE ON paperclip.environments FROM paperclip_admin;
+GRANT INSERT (company_id, name, description, driver, status, config, metadata)
+    ON paperclip.environments TO paperclip_admin;
+GRANT UPDATE (name, description, driver, status, config, metadata, updated_at)
+    ON paperclip.environments TO paperclip_admin;
+REVOKE DELETE ON paperclip.company_secrets FROM paperclip_admin;
+REVOKE EXECUTE ON FUNCTION
+    paperclip.heartbeat_runs_after_update(),
+    paperclip.heartbeat_runs_before_delete(),
+    paperclip.environment_leases_guard(),
+    paperclip.environments_config_trigger(),
+    paperclip.environments_delete_guard()
+FROM paperclip_agent, paperclip_admin;
+
+----------------------------------------------------------------------------
+-- Scale (issue 13): indexes for run deletion and retention.  (A run's
+-- renewal by heartbeat_runs_after_update, above, says "IS TRUE" so that no
+-- statistics can send it through every active lease.)
 --
 -- On a big table these two CREATE INDEX hold a SHARE lock on
 -- paperclip.environment_leases (acquires and releases wait) for as long as a
@@ -45,30 +179,3 @@ BEGIN
     END LOOP;
 END
 $scale$;
-
-CREATE OR REPLACE FUNCTION paperclip.heartbeat_runs_after_update() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
-BEGIN
-    IF NEW.status IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
-        IF NEW.status IN ('failed', 'timed_out') THEN
-            PERFORM paperclip.release_run_leases(NEW.id, 'failed',
-                                                 coalesce(NEW.error, NEW.error_code, NEW.status));
-        ELSE
-            PERFORM paperclip.release_run_leases(NEW.id, 'released', NULL);
-        END IF;
-    ELSE
-        -- "IS TRUE": no partial index on active leases can be proven usable
-        -- (each may look one page long to stale statistics), only the run's
-        UPDATE paperclip.environment_leases AS l
-           SET last_used_at = now(),
-               expires_at = now() + paperclip.lease_ttl(e.config),
-               updated_at = now()
-          FROM paperclip.environments AS e
-         WHERE l.heartbeat_run_id = NEW.id
-           AND (l.status = 'active') IS TRUE
-           AND e.company_id = l.company_id
-           AND e.id = l.environment_id;
-    END IF;
-    RETURN NULL;
-END
-$fn$;

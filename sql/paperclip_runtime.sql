@@ -30,6 +30,18 @@ CREATE TABLE paperclip.companies (
 );
 COMMENT ON TABLE paperclip.companies IS 'tenants; every other table is scoped by company_id';
 
+-- Entitlements (docs/security.md): a role acts for the companies mapped here to it or to
+-- a role whose privileges it has; paperclip.company_id selects one of them.
+-- Kept by the owner: no other role may read or write it.
+CREATE TABLE paperclip.company_roles (
+    company_id  uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    role        regrole     NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT company_roles_pkey PRIMARY KEY (company_id, role)
+);
+COMMENT ON TABLE paperclip.company_roles IS
+    'entitlements: the roles (with their members) that act for a company; written by the owner only';
+
 CREATE TABLE paperclip.environments (
     id          uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
     company_id  uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
@@ -171,6 +183,11 @@ CREATE TABLE paperclip.company_secrets (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT company_secrets_company_id_name_key UNIQUE (company_id, name),
+    -- names and descriptions are bounded and free of control characters, whoever writes them
+    CONSTRAINT company_secrets_name_check
+        CHECK (char_length(name) BETWEEN 1 AND 255 AND name !~ '[\x01-\x1f\x7f]'),
+    CONSTRAINT company_secrets_description_check
+        CHECK (char_length(description) <= 4096 AND description !~ '[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'),
     CONSTRAINT company_secrets_company_id_id_key UNIQUE (company_id, id),
     CONSTRAINT company_secrets_created_by_agent_fkey FOREIGN KEY (company_id, created_by_agent_id)
         REFERENCES paperclip.agents (company_id, id) ON DELETE SET NULL (created_by_agent_id)
@@ -196,6 +213,15 @@ COMMENT ON TABLE paperclip.company_secret_versions IS 'encrypted secret versions
 ----------------------------------------------------------------------------
 -- C functions
 ----------------------------------------------------------------------------
+-- the lease functions are SECURITY DEFINER: callers need no write right on
+-- the lease table; the C code checks the caller's company (tenant.h)
+CREATE FUNCTION paperclip.current_company_id()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'pcr_current_company_id'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.current_company_id() IS
+    'the company the session acts for: paperclip.company_id when the session''s role is entitled to it (paperclip.company_roles), else null';
+
 CREATE FUNCTION paperclip.acquire_run_lease(
     company_id uuid,
     environment_id uuid,
@@ -205,7 +231,8 @@ CREATE FUNCTION paperclip.acquire_run_lease(
     execution_workspace_mode text DEFAULT NULL)
 RETURNS paperclip.environment_leases
 AS 'MODULE_PATHNAME', 'pcr_acquire_run_lease'
-LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION paperclip.acquire_run_lease(uuid, uuid, uuid, uuid, uuid, text) IS
     'acquire (or return the already active) lease of a run on an environment';
 
@@ -215,20 +242,23 @@ CREATE FUNCTION paperclip.release_run_leases(
     failure_reason text DEFAULT NULL)
 RETURNS SETOF paperclip.environment_leases
 AS 'MODULE_PATHNAME', 'pcr_release_run_leases'
-LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE ROWS 1;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE ROWS 1
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION paperclip.release_run_leases(uuid, text, text) IS
     'transition every active lease of a run to released, failed or expired; returns the transitioned rows';
 
 CREATE FUNCTION paperclip.renew_run_lease(lease_id uuid)
 RETURNS paperclip.environment_leases
 AS 'MODULE_PATHNAME', 'pcr_renew_run_lease'
-LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION paperclip.renew_run_lease(uuid) IS 'extend an active lease by its TTL';
 
 CREATE FUNCTION paperclip.ensure_local_environment(company_id uuid)
 RETURNS paperclip.environments
 AS 'MODULE_PATHNAME', 'pcr_ensure_local_environment'
-LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION paperclip.ensure_local_environment(uuid) IS
     'return the company''s local environment, creating it if none exists';
 
@@ -265,7 +295,7 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 2;
 COMMENT ON FUNCTION paperclip.driver_workers_status() IS
     'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, ssh sessions it keeps open';
 
--- the background reconciler (SPEC §6)
+-- the background reconciler (docs/reconciler.md)
 CREATE FUNCTION paperclip.reconciler_status(
     OUT state text,
     OUT pid integer,
@@ -302,8 +332,8 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION paperclip.reconciler_wake() IS
     'ask the reconciler for a pass when this transaction commits; false when no reconciler runs';
 
--- secrets (SPEC §5): callers need no access to the secret tables; the C code
--- checks the session's company like the RLS policies do
+-- secrets (docs/secrets.md): callers need no access to the secret tables; the C code
+-- checks the session's effective company like the RLS policies do
 CREATE FUNCTION paperclip.secret_create(company_id uuid, name text, value text, description text DEFAULT NULL)
 RETURNS paperclip.company_secrets
 AS 'MODULE_PATHNAME', 'pcr_secret_create'
@@ -354,11 +384,19 @@ CREATE FUNCTION paperclip.environment_leases_guard() RETURNS trigger
 AS 'MODULE_PATHNAME', 'pcr_environment_leases_guard' LANGUAGE C;
 
 ----------------------------------------------------------------------------
--- Run triggers (SPEC §3.3)
+-- Run triggers (docs/leases.md)
 ----------------------------------------------------------------------------
+-- SECURITY DEFINER: an agent that may update its run's status has no write
+-- right on the leases the update releases or renews.  Fired on any other
+-- table, they refuse to run.
 CREATE FUNCTION paperclip.heartbeat_runs_after_update() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
+    IF TG_RELID <> 'paperclip.heartbeat_runs'::regclass OR TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'ROW'
+       OR TG_OP <> 'UPDATE' THEN
+        RAISE EXCEPTION USING ERRCODE = '39P01',
+            MESSAGE = 'trigger function "heartbeat_runs_after_update" fires only after an update of each row of paperclip.heartbeat_runs';
+    END IF;
     IF NEW.status IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
         IF NEW.status IN ('failed', 'timed_out') THEN
             PERFORM paperclip.release_run_leases(NEW.id, 'failed',
@@ -386,8 +424,13 @@ COMMENT ON FUNCTION paperclip.heartbeat_runs_after_update() IS
     'a run entering a terminal status releases its leases; any other update renews them';
 
 CREATE FUNCTION paperclip.heartbeat_runs_before_delete() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
+    IF TG_RELID <> 'paperclip.heartbeat_runs'::regclass OR TG_WHEN <> 'BEFORE' OR TG_LEVEL <> 'ROW'
+       OR TG_OP <> 'DELETE' THEN
+        RAISE EXCEPTION USING ERRCODE = '39P01',
+            MESSAGE = 'trigger function "heartbeat_runs_before_delete" fires only before a deletion of each row of paperclip.heartbeat_runs';
+    END IF;
     PERFORM paperclip.release_run_leases(OLD.id, 'released', NULL);
     RETURN OLD;
 END
@@ -414,66 +457,78 @@ CREATE TRIGGER environment_leases_state_guard
     FOR EACH ROW EXECUTE FUNCTION paperclip.environment_leases_guard();
 
 ----------------------------------------------------------------------------
--- Row-level security by company (SPEC §7): non-owner roles see the rows of
--- the company named by the session setting paperclip.company_id.
+-- Row-level security by company (docs/security.md): roles the policies apply to (not
+-- the owner, superusers or BYPASSRLS roles) see and write the rows of their
+-- effective company only: paperclip.company_id when their role is entitled
+-- to it, else none.  The sub-select evaluates it once per statement.
 ----------------------------------------------------------------------------
 ALTER TABLE paperclip.companies ENABLE ROW LEVEL SECURITY;
 CREATE POLICY company_isolation ON paperclip.companies
-    USING (id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+    USING (id = (SELECT paperclip.current_company_id()));
+ALTER TABLE paperclip.company_roles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.company_roles
+    USING (company_id = (SELECT paperclip.current_company_id()));
 ALTER TABLE paperclip.environments ENABLE ROW LEVEL SECURITY;
 CREATE POLICY company_isolation ON paperclip.environments
-    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+    USING (company_id = (SELECT paperclip.current_company_id()));
 ALTER TABLE paperclip.agents ENABLE ROW LEVEL SECURITY;
 CREATE POLICY company_isolation ON paperclip.agents
-    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+    USING (company_id = (SELECT paperclip.current_company_id()));
 ALTER TABLE paperclip.heartbeat_runs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY company_isolation ON paperclip.heartbeat_runs
-    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+    USING (company_id = (SELECT paperclip.current_company_id()));
 ALTER TABLE paperclip.environment_leases ENABLE ROW LEVEL SECURITY;
 CREATE POLICY company_isolation ON paperclip.environment_leases
-    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+    USING (company_id = (SELECT paperclip.current_company_id()));
 ALTER TABLE paperclip.company_secrets ENABLE ROW LEVEL SECURITY;
 CREATE POLICY company_isolation ON paperclip.company_secrets
-    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+    USING (company_id = (SELECT paperclip.current_company_id()));
 ALTER TABLE paperclip.company_secret_versions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY company_isolation ON paperclip.company_secret_versions
-    USING (company_id = nullif(pg_catalog.current_setting('paperclip.company_id', true), '')::uuid);
+    USING (company_id = (SELECT paperclip.current_company_id()));
 
 ----------------------------------------------------------------------------
--- Grants: nothing to PUBLIC (SPEC §7)
+-- Grants: nothing to PUBLIC (docs/security.md)
 ----------------------------------------------------------------------------
 REVOKE ALL ON ALL TABLES IN SCHEMA paperclip FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA paperclip FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA paperclip FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA paperclip TO paperclip_agent, paperclip_admin;
+-- the row-level security policies call it as the querying role
+GRANT EXECUTE ON FUNCTION paperclip.current_company_id() TO paperclip_agent, paperclip_admin;
 
--- paperclip_agent: acquire, renew and release leases; read its company's rows
+-- No role but the owner holds a table-level write privilege (so none can LOCK
+-- TABLE a table other companies share), nor EXECUTE on a trigger function.
+
+-- paperclip_agent: acquire, renew and release leases (functions only: no
+-- write right on environment_leases); report its runs' progress, which
+-- renews or releases their leases through the heartbeat_runs triggers;
+-- read its company's rows
 GRANT SELECT ON paperclip.companies, paperclip.agents, paperclip.environments,
                 paperclip.heartbeat_runs, paperclip.environment_leases TO paperclip_agent;
-GRANT INSERT ON paperclip.environment_leases TO paperclip_agent;
--- only the columns release and renewal change: an agent cannot re-point a
--- lease at another run or environment, nor rewrite its provider or history
-GRANT UPDATE (status, released_at, last_used_at, expires_at, updated_at, failure_reason, cleanup_status)
-    ON paperclip.environment_leases TO paperclip_agent;
-GRANT UPDATE ON paperclip.heartbeat_runs TO paperclip_agent;
+GRANT UPDATE (status, started_at, finished_at, error, error_code, context_snapshot, updated_at)
+    ON paperclip.heartbeat_runs TO paperclip_agent;
 -- no role gets the fence sequence: the lease trigger draws fences itself
 GRANT EXECUTE ON FUNCTION
     paperclip.acquire_run_lease(uuid, uuid, uuid, uuid, uuid, text),
     paperclip.release_run_leases(uuid, text, text),
     paperclip.renew_run_lease(uuid),
-    paperclip.lease_ttl(jsonb),
-    paperclip.heartbeat_runs_after_update(),
-    paperclip.heartbeat_runs_before_delete(),
-    paperclip.environment_leases_guard()
+    paperclip.lease_ttl(jsonb)
 TO paperclip_agent;
 
--- paperclip_admin: administer environments (and, with the secrets issue, secrets)
-GRANT SELECT, INSERT, UPDATE, DELETE ON paperclip.environments TO paperclip_admin;
+-- paperclip_admin: administer environments and secrets (column grants: no
+-- row id of its choosing, no other company's rows, no deletion: environments
+-- are archived, secret versions revoked)
+GRANT SELECT ON paperclip.environments TO paperclip_admin;
+GRANT INSERT (company_id, name, description, driver, status, config, metadata)
+    ON paperclip.environments TO paperclip_admin;
+GRANT UPDATE (name, description, driver, status, config, metadata, updated_at)
+    ON paperclip.environments TO paperclip_admin;
 GRANT SELECT ON paperclip.companies, paperclip.agents, paperclip.heartbeat_runs,
                 paperclip.environment_leases TO paperclip_admin;
 -- secrets: values only through the secret_* functions; the material column stays unreadable
-GRANT SELECT, DELETE ON paperclip.company_secrets TO paperclip_admin;
+GRANT SELECT ON paperclip.company_secrets TO paperclip_admin;
 GRANT UPDATE (name, description) ON paperclip.company_secrets TO paperclip_admin;
 GRANT SELECT (id, company_id, secret_id, version, value_fingerprint, key_id, created_at, revoked_at)
     ON paperclip.company_secret_versions TO paperclip_admin;
@@ -487,12 +542,8 @@ GRANT EXECUTE ON FUNCTION
     paperclip.ensure_local_environment(uuid),
     paperclip.environment_probe(uuid),
     paperclip.validate_environment_config(text, jsonb),
-    paperclip.lease_ttl(jsonb),
-    paperclip.environments_config_trigger(),
-    paperclip.environments_delete_guard(),
-    paperclip.environment_leases_guard()
+    paperclip.lease_ttl(jsonb)
 TO paperclip_admin;
-GRANT INSERT ON paperclip.environments TO paperclip_admin;
 GRANT EXECUTE ON FUNCTION
     paperclip.reconciler_status(),
     paperclip.reconciler_wake(),
@@ -503,6 +554,7 @@ TO paperclip_admin;
 -- pg_dump keeps the data of these tables
 ----------------------------------------------------------------------------
 SELECT pg_catalog.pg_extension_config_dump('paperclip.companies', '');
+SELECT pg_catalog.pg_extension_config_dump('paperclip.company_roles', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.agents', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.environments', '');
 SELECT pg_catalog.pg_extension_config_dump('paperclip.heartbeat_runs', '');

@@ -1,5 +1,7 @@
 /*
- * driver.c — the driver registry and the config checks drivers share
+ * driver.c — the driver registry and what drivers share besides config checks
+ *
+ * The config checks are in driver_config.c.
  */
 #include "pcr.h"
 #include "driver.h"
@@ -38,65 +40,6 @@ PcrDriverOfLease(Jsonb *metadata, const char *provider)
 	if (strcmp(provider, "ssh") == 0)
 		return &pcr_driver_ssh;
 	return &pcr_driver_sandbox;
-}
-
-void
-PcrConfigError(const char *driver, const char *field, const char *fmt,...)
-{
-	char		buf[512];
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	ereport(ERROR,
-			(errcode(PCR_ERRCODE_BAD_CONFIG),
-			 errmsg("invalid %s environment config: \"%s\" %s", driver, field, buf)));
-	pg_unreachable();
-}
-
-void
-PcrConfigRequireObject(const char *driver, Jsonb *config)
-{
-	if (!PcrJsonbIsObject(config))
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_BAD_CONFIG),
-				 errmsg("invalid %s environment config: \"config\" must be a JSON object", driver)));
-}
-
-bool
-PcrConfigIsCommonKey(const char *key)
-{
-	return strcmp(key, "leaseTtlSeconds") == 0;
-}
-
-/*
- * Check config.leaseTtlSeconds (a positive integer of at most ten years):
- * false when absent or null, true with *ttl set, 22023 when invalid.
- */
-bool
-PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl)
-{
-	JsonbValue	v;
-
-	if (PcrJsonbGet(config, "leaseTtlSeconds", &v) == NULL || v.type == jbvNull)
-		return false;
-	if (v.type != jbvNumeric || !PcrNumericToInt64(v.val.numeric, ttl) ||
-		*ttl < 1 || *ttl > PCR_MAX_LEASE_TTL_SECONDS)
-		PcrConfigError(driver, "leaseTtlSeconds",
-					   "must be an integer number of seconds between 1 and %d",
-					   PCR_MAX_LEASE_TTL_SECONDS);
-	return true;
-}
-
-/* Check config.leaseTtlSeconds and copy it into a normalised config. */
-void
-PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b)
-{
-	int64		ttl;
-
-	if (PcrConfigCheckTtl(driver, config, &ttl))
-		PcrJbAddInt(b, "leaseTtlSeconds", ttl);
 }
 
 void

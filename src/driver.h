@@ -34,7 +34,8 @@ typedef struct PcrDriver
 	/*
 	 * lease_policy of a new lease for this (normalised) config; a policy of
 	 * "reuse_by_environment" makes the environment exclusive: one run at a
-	 * time.
+	 * time.  The lease trigger calls it for every active lease written, so
+	 * it must answer for any stored config without raising.
 	 */
 	const char *(*lease_policy) (Jsonb *config);
 
@@ -84,12 +85,39 @@ extern const PcrDriver *PcrDriverByName(const char *name);
  */
 extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
-/* Shared config checks (driver.c) */
+/*
+ * Shared config checks (driver_config.c; PcrConfigError, PcrConfigGetText,
+ * PcrConfigCheckText and PcrConfigRefuseInlineCredentials are declared in
+ * pcr_provider.h, for provider libraries too).
+ */
+#define PCR_HOST_MAX_BYTES				253	/* a DNS name */
+#define PCR_WORKSPACE_MODE_MAX_BYTES	128	/* acquire_run_lease(execution_workspace_mode) */
+
+/* An object of at most PCR_CONFIG_MAX_BYTES, or 22023. */
 extern void PcrConfigRequireObject(const char *driver, Jsonb *config);
 extern bool PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl);
 extern void PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b);
 extern bool PcrConfigIsCommonKey(const char *key);
-extern void PcrConfigError(const char *driver, const char *field, const char *fmt,...) pg_attribute_printf(3, 4) pg_attribute_noreturn();
+
+/*
+ * An ASCII host name (labels of letters, digits, "-" and "_") or an IP
+ * address, at most PCR_HOST_MAX_BYTES; returns it normalised (an IPv6
+ * address without brackets).  Numeric forms other than dotted decimal
+ * ("127.1", "0x7f.1") are refused: the resolver would read them as another
+ * address than they seem to name.
+ */
+extern char *PcrConfigCheckHost(const char *driver, const char *field, const char *host);
+
+/* Provider names: ^[a-z0-9][a-z0-9._-]*$, at most PCR_PROVIDER_NAME_MAX bytes. */
+extern bool PcrIsProviderName(const char *name);
+extern void PcrConfigCheckProviderName(const char *driver, const char *field, const char *name);
+
+/*
+ * A text argument of a SQL function, checked like a config string (flags of
+ * pcr_provider.h) before it is copied anywhere: NULL when the argument is
+ * NULL, else a palloc'd C string; 22023 naming the argument otherwise.
+ */
+extern char *PcrArgText(FunctionCallInfo fcinfo, int argno, const char *name, int flags, int max_bytes);
 
 /* Base metadata every driver writes: driver, executionWorkspaceMode. */
 extern void PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *req);

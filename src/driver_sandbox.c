@@ -4,7 +4,8 @@
  * The driver itself only routes: config.provider (default "fake") names a
  * PcrSandboxProvider registered through pcr_provider.h.  A config naming a
  * provider that is not registered can be stored (it may be loaded later) but
- * not acquired (0A000).
+ * not acquired (0A000); its name must still be a provider name, and it must
+ * not carry credentials in plain text.
  */
 #include "pcr.h"
 #include "driver.h"
@@ -35,6 +36,12 @@ PcrRegisterSandboxProvider(const PcrSandboxProvider *provider)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sandbox provider registration is incomplete")));
+	if (!PcrIsProviderName(provider->name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sandbox provider name \"%s\" is invalid", provider->name),
+				 errdetail("Provider names match ^[a-z0-9][a-z0-9._-]*$ and have at most %d bytes.",
+						   PCR_PROVIDER_NAME_MAX)));
 	if (provider->abi_version != PCR_PROVIDER_ABI_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -62,20 +69,19 @@ PcrSandboxProviderByName(const char *name)
 	return NULL;
 }
 
-/* config.provider, defaulting to "fake"; 22023 when present but not a non-empty string */
+/*
+ * config.provider, defaulting to "fake"; 22023 unless it is a provider name
+ * (^[a-z0-9][a-z0-9._-]*$), whether or not such a provider is loaded.
+ */
 static char *
 config_provider_name(Jsonb *config)
 {
-	JsonbValue	v;
-	char	   *name;
+	char	   *name = PcrConfigGetText("sandbox", config, "provider", PCR_TEXT_NONEMPTY,
+										PCR_PROVIDER_NAME_MAX);
 
-	if (PcrJsonbGet(config, "provider", &v) == NULL || v.type == jbvNull)
+	if (name == NULL)
 		return "fake";
-	if (v.type != jbvString)
-		PcrConfigError("sandbox", "provider", "must be a string, not %s", PcrJsonbTypeName(&v));
-	name = pnstrdup(v.val.string.val, v.val.string.len);
-	if (name[0] == '\0')
-		PcrConfigError("sandbox", "provider", "must not be empty");
+	PcrConfigCheckProviderName("sandbox", "provider", name);
 	return name;
 }
 
@@ -102,19 +108,32 @@ sandbox_validate(Jsonb *config)
 	p = PcrSandboxProviderByName(config_provider_name(config));
 	if (p == NULL)
 	{
-		/* stored as given (the provider may be loaded later), but the shared fields are checked */
+		/*
+		 * Stored as given (the provider may be loaded later), but the shared
+		 * fields are checked, and nothing that looks like a credential is
+		 * stored in plain text: nobody would refuse it before it is used.
+		 */
 		int64		ttl;
 
 		(void) PcrConfigCheckTtl("sandbox", config, &ttl);
+		PcrConfigRefuseInlineCredentials("sandbox", config);
 		return config;
 	}
 	return p->validate(config);
 }
 
+/*
+ * The lease trigger asks this of stored configs too, whose provider may not
+ * be loaded (acquiring on them raises in check_available): then the shared
+ * "reuseLease" field says.
+ */
 static const char *
 sandbox_lease_policy(Jsonb *config)
 {
-	return provider_for_acquire(config)->reuse_lease(config) ? "reuse_by_environment" : "ephemeral";
+	const PcrSandboxProvider *p = PcrSandboxProviderByName(config_provider_name(config));
+	bool		reuse = p != NULL ? p->reuse_lease(config) : PcrJsonbGetBool(config, "reuseLease", false);
+
+	return reuse ? "reuse_by_environment" : "ephemeral";
 }
 
 static void

@@ -1,7 +1,7 @@
 /*
  * driver_ssh.c — the "ssh" driver: agent work runs on a remote host
  *
- * The config contract of SPEC §4, and the caller's half of an ssh acquire or
+ * The config contract of docs/drivers.md, and the caller's half of an ssh acquire or
  * probe: the request is built here (the private key resolved from its secret
  * in the caller's transaction), handed to a driver worker (worker.c), which
  * does the network I/O with libssh2 (ssh_client.c); the lease row is then
@@ -11,6 +11,7 @@
 #include "driver.h"
 #include "secret.h"
 #include "secret_ref.h"
+#include "ssh_allow.h"
 #include "worker.h"
 
 #include <sodium.h>
@@ -49,27 +50,19 @@ trimmed(const char *s, int len)
 	return pnstrdup(s, len);
 }
 
-/* A required, trimmed, non-empty string free of whitespace and control characters. */
-static char *
-required_token(Jsonb *config, const char *field)
-{
-	JsonbValue	v;
-	char	   *s;
+/*
+ * Bounds of the stored config; each fits the worker request field it is
+ * copied into (worker.h) with its terminating NUL.
+ */
+#define SSH_USERNAME_MAX_BYTES		255
+#define SSH_PATH_MAX_BYTES			4095
+#define SSH_KNOWN_HOSTS_MAX_BYTES	32767
+StaticAssertDecl(PCR_HOST_MAX_BYTES < PCR_SSH_HOST_MAX, "host bound exceeds the request field");
+StaticAssertDecl(SSH_USERNAME_MAX_BYTES < PCR_SSH_USER_MAX, "username bound exceeds the request field");
+StaticAssertDecl(SSH_PATH_MAX_BYTES < PCR_SSH_PATH_MAX, "path bound exceeds the request field");
+StaticAssertDecl(SSH_KNOWN_HOSTS_MAX_BYTES < PCR_SSH_KNOWN_HOSTS_MAX, "knownHosts bound exceeds the request field");
 
-	if (PcrJsonbGet(config, field, &v) == NULL || v.type == jbvNull)
-		PcrConfigError("ssh", field, "is required");
-	if (v.type != jbvString)
-		PcrConfigError("ssh", field, "must be a string, not %s", PcrJsonbTypeName(&v));
-	s = trimmed(v.val.string.val, v.val.string.len);
-	if (s[0] == '\0')
-		PcrConfigError("ssh", field, "must not be empty");
-	for (const char *p = s; *p; p++)
-		if (isspace((unsigned char) *p) || iscntrl((unsigned char) *p))
-			PcrConfigError("ssh", field, "must not contain whitespace or control characters");
-	if (s[0] == '-')
-		PcrConfigError("ssh", field, "must not start with \"-\"");
-	return s;
-}
+#define SSH_TOKEN (PCR_TEXT_REQUIRED | PCR_TEXT_TRIM | PCR_TEXT_NONEMPTY | PCR_TEXT_TOKEN)
 
 static int32
 config_port(Jsonb *config)
@@ -115,17 +108,13 @@ ssh_validate(Jsonb *config)
 	PcrConfigRequireObject("ssh", config);
 	PcrJsonbForEachKey(config, ssh_check_key, NULL);
 
-	host = required_token(config, "host");
+	host = PcrConfigGetText("ssh", config, "host", SSH_TOKEN, PCR_HOST_MAX_BYTES);
+	host = PcrConfigCheckHost("ssh", "host", host);
 	port = config_port(config);
-	username = required_token(config, "username");
-
-	if (PcrJsonbGet(config, "remoteWorkspacePath", &v) == NULL || v.type == jbvNull)
-		PcrConfigError("ssh", "remoteWorkspacePath", "is required");
-	if (v.type != jbvString)
-		PcrConfigError("ssh", "remoteWorkspacePath", "must be a string, not %s", PcrJsonbTypeName(&v));
-	path = pnstrdup(v.val.string.val, v.val.string.len);
-	if (path[0] != '/')
-		PcrConfigError("ssh", "remoteWorkspacePath", "must be an absolute path");
+	username = PcrConfigGetText("ssh", config, "username", SSH_TOKEN, SSH_USERNAME_MAX_BYTES);
+	path = PcrConfigGetText("ssh", config, "remoteWorkspacePath",
+							PCR_TEXT_REQUIRED | PCR_TEXT_ABSOLUTE_PATH | PCR_TEXT_NO_DOTDOT,
+							SSH_PATH_MAX_BYTES);
 
 	if (PcrJsonbGet(config, "privateKey", &v) != NULL && v.type != jbvNull)
 		ereport(ERROR,
@@ -141,16 +130,11 @@ ssh_validate(Jsonb *config)
 		ref = PcrSecretRefToJsonb(&parsed);
 	}
 
-	if (PcrJsonbGet(config, "knownHosts", &v) != NULL && v.type != jbvNull)
-	{
-		if (v.type != jbvString)
-			PcrConfigError("ssh", "knownHosts", "must be a string, not %s", PcrJsonbTypeName(&v));
-		known_hosts = trimmed(v.val.string.val, v.val.string.len);
-		if (known_hosts[0] == '\0')
-			known_hosts = NULL;
-		else
-			known_hosts = pnstrdup(v.val.string.val, v.val.string.len);
-	}
+	/* kept as given (lines and all); blank means none */
+	known_hosts = PcrConfigGetText("ssh", config, "knownHosts", PCR_TEXT_MULTILINE,
+								   SSH_KNOWN_HOSTS_MAX_BYTES);
+	if (known_hosts != NULL && known_hosts[strspn(known_hosts, " \t\r\n\v\f")] == '\0')
+		known_hosts = NULL;
 
 	if (PcrJsonbGet(config, "strictHostKeyChecking", &v) != NULL && v.type != jbvNull)
 	{
@@ -293,6 +277,7 @@ ssh_request(const PcrLeaseRequest *req, PcrWorkerOp op)
 		if (PcrNumericToInt64(v.val.numeric, &port))
 			r->port = (int32) port;
 	}
+	PcrSshCheckAllowed(r->host, r->port);	/* before any I/O, and before the key is decrypted */
 	r->strict_host_key_checking = PcrJsonbGetBool(req->config, "strictHostKeyChecking", true);
 	r->connect_timeout_ms = pcr_ssh_connect_timeout;
 	api_candidates(r->candidates, sizeof(r->candidates));

@@ -3,6 +3,8 @@
  */
 #include "pcr.h"
 #include "reconciler.h"
+#include "ssh_allow.h"
+#include "tenant.h"
 #include "worker.h"
 
 #include <limits.h>
@@ -22,7 +24,6 @@ char	   *pcr_runtime_api_candidates = NULL;
 int			pcr_reconcile_interval = 10000;
 int			pcr_cleanup_max_attempts = 5;
 int			pcr_lease_retention = 0;
-char	   *pcr_company_id = NULL;
 bool		pcr_preloaded = false;
 
 void		_PG_init(void);
@@ -65,11 +66,15 @@ _PG_init(void)
 							"Longest time an SSH connection may take to establish.",
 							NULL, &pcr_ssh_connect_timeout, 10000, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	/*
+	 * Read by the calling backend at acquire time, so a session may carry
+	 * its own: superuser-set, and grantable with GRANT SET ON PARAMETER.
+	 */
 	DefineCustomStringVariable("paperclip.runtime_api_candidates",
 							   "JSON array of control-plane API URLs tried from remote hosts.",
 							   "When unset, the environment variable PAPERCLIP_RUNTIME_API_CANDIDATES_JSON is used.",
 							   &pcr_runtime_api_candidates, NULL,
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("paperclip.reconcile_interval",
 							"Time between two passes of the reconciler.",
 							NULL, &pcr_reconcile_interval, 10000, 100, INT_MAX,
@@ -83,10 +88,9 @@ _PG_init(void)
 							"Terminal leases released longer ago than this whose cleanup is not pending or failed, and that are not retained.",
 							&pcr_lease_retention, 0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomStringVariable("paperclip.company_id",
-							   "Company whose rows non-owner roles see (row-level security).",
-							   NULL, &pcr_company_id, "",
-							   PGC_USERSET, 0, NULL, NULL, NULL);
+	PcrTenantInit();
+
+	PcrSshAllowInit();
 
 	MarkGUCPrefixReserved("paperclip");
 

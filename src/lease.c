@@ -10,13 +10,13 @@
 #include "lease_lookup.h"
 #include "lease_probe.h"
 #include "spi_util.h"
+#include "tenant.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -41,6 +41,7 @@ typedef enum PcrPlanId
 	PLAN_COMPANY,
 	PLAN_INSERT_LOCAL,
 	PLAN_SELECT_LOCAL,
+	PLAN_LOCK_ENVIRONMENT,
 	PLAN_COUNT
 } PcrPlanId;
 
@@ -73,15 +74,15 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		" WHERE id = $1 AND (status = 'active') IS TRUE",
 		1, {UUIDOID}
 	},
+	/* acquired_at, last_used_at and expires_at (its TTL later) are the lease trigger's */
 	[PLAN_INSERT_LEASE] = {
 		"INSERT INTO paperclip.environment_leases AS l "
 		"  (company_id, environment_id, heartbeat_run_id, issue_id, execution_workspace_id, "
-		"   status, lease_policy, provider, provider_lease_id, "
-		"   acquired_at, last_used_at, expires_at, metadata) "
-		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, now(), now(), now() + $9, $10) "
+		"   status, lease_policy, provider, provider_lease_id, metadata) "
+		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9) "
 		"ON CONFLICT DO NOTHING "
 		"RETURNING l",
-		10, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, JSONBOID}
+		9, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
 	},
 	[PLAN_RELEASE] = {
 		"UPDATE paperclip.environment_leases AS l "
@@ -122,6 +123,10 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 	[PLAN_SELECT_LOCAL] = {
 		"SELECT e FROM paperclip.environments AS e WHERE company_id = $1 AND driver = 'local'",
 		1, {UUIDOID}
+	},
+	[PLAN_LOCK_ENVIRONMENT] = {
+		"SELECT 1 FROM paperclip.environments WHERE id = $1 AND company_id = $2 FOR NO KEY UPDATE",
+		2, {UUIDOID, UUIDOID}
 	},
 };
 
@@ -209,29 +214,25 @@ put_row(ReturnSetInfo *rsinfo, Datum row)
 
 /*
  * Serialise the acquirers of one reusable environment until commit, so that
- * "who holds it" is checked and written by one transaction at a time.  A
- * transaction-scoped lock of the advisory kind, in a key space of its own
- * (field4 = PCR_LOCK_REUSE: pg_advisory_* use 1 and 2), needs no privilege
- * on the environment row; two environments hashing alike only wait for each
- * other.
+ * "who holds it" is checked and written by one transaction at a time: a lock
+ * on the environment's own row (the caller's company was checked, and the
+ * row is looked up in it), which nobody of another company can hold.  FOR
+ * NO KEY UPDATE does not conflict with the key-share locks of foreign key
+ * checks, so leases of the environment are still written meanwhile.
  */
-#define PCR_LOCK_REUSE 0x5043
-
 static void
-lock_environment_for_reuse(const pg_uuid_t *environment_id)
+lock_environment_for_reuse(const PcrLeaseRequest *req)
 {
-	LOCKTAG		tag;
-	uint32		k1,
-				k2;
+	Datum		values[2];
 
-	memcpy(&k1, environment_id->data, sizeof(k1));
-	memcpy(&k2, environment_id->data + 4, sizeof(k2));
-	k1 ^= ((uint32) environment_id->data[8] << 24) | ((uint32) environment_id->data[9] << 16) |
-		((uint32) environment_id->data[10] << 8) | environment_id->data[11];
-	k2 ^= ((uint32) environment_id->data[12] << 24) | ((uint32) environment_id->data[13] << 16) |
-		((uint32) environment_id->data[14] << 8) | environment_id->data[15];
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, k1, k2, PCR_LOCK_REUSE);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
+	run_plan(PLAN_LOCK_ENVIRONMENT, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)		/* deleted since the lookup */
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req->environment_id), PcrUuidToCString(&req->company_id))));
 }
 
 /* 55P03 when another run holds this reusable environment. */
@@ -280,7 +281,6 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	PcrAcquireLookup lk;
 	Datum		values[10];
 	char		nulls[10];
-	Interval   *ttl;
 	Datum		result;
 
 	require_arg(fcinfo, 0, "company_id");
@@ -291,7 +291,9 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	memcpy(&req.company_id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
 	memcpy(&req.environment_id, PG_GETARG_UUID_P(1), sizeof(pg_uuid_t));
 	memcpy(&req.heartbeat_run_id, PG_GETARG_UUID_P(2), sizeof(pg_uuid_t));
-	req.execution_workspace_mode = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	req.execution_workspace_mode = PcrArgText(fcinfo, 5, "execution_workspace_mode", 0,
+											  PCR_WORKSPACE_MODE_MAX_BYTES);	/* copied into metadata */
+	PcrTenantRequireCompany(&req.company_id);
 
 	SPI_connect();
 
@@ -348,14 +350,11 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	/* a reusable environment is held by one run at a time */
 	if (strcmp(policy, "reuse_by_environment") == 0)
 	{
-		lock_environment_for_reuse(&req.environment_id);
+		lock_environment_for_reuse(&req);
 		check_holder(&req);
 	}
 
 	driver->acquire(&req, &grant);
-
-	ttl = palloc0(sizeof(Interval));
-	ttl->time = PcrLeaseTtlSeconds(req.config) * USECS_PER_SEC;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = UUIDPGetDatum(&req.company_id);
@@ -375,8 +374,7 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 		nulls[7] = 'n', values[7] = (Datum) 0;
 	else
 		values[7] = CStringGetTextDatum(grant.provider_lease_id);
-	values[8] = IntervalPGetDatum(ttl);
-	values[9] = JsonbPGetDatum(grant.metadata);
+	values[8] = JsonbPGetDatum(grant.metadata);
 	run_plan(PLAN_INSERT_LEASE, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
 
 	if (SPI_processed == 0)
@@ -437,6 +435,10 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 				 errhint("Use released, failed or expired.")));
 
 	InitMaterializedSRF(fcinfo, 0);
+	/* a run of another company has no leases to release, as far as this caller can tell */
+	if (!PcrTenantMayActOnRow(PCR_REL_HEARTBEAT_RUNS, PCR_REL_HEARTBEAT_RUNS_PKEY,
+							  PG_GETARG_UUID_P(0)))
+		return (Datum) 0;
 
 	SPI_connect();
 	/* the run's active leases, then their update by primary key */
@@ -478,6 +480,11 @@ pcr_renew_run_lease(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "lease_id");
 	id = PG_GETARG_DATUM(0);
+	if (!PcrTenantMayActOnRow(PCR_REL_ENVIRONMENT_LEASES, PCR_REL_ENVIRONMENT_LEASES_PKEY,
+							  DatumGetUUIDP(id)))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("lease %s does not exist", PcrUuidToCString(DatumGetUUIDP(id)))));
 
 	SPI_connect();
 	run_plan(PLAN_RENEW, &id, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
@@ -511,6 +518,7 @@ pcr_ensure_local_environment(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "company_id");
 	company = PG_GETARG_DATUM(0);
+	PcrTenantRequireCompany(DatumGetUUIDP(company));
 
 	SPI_connect();
 	run_plan(PLAN_COMPANY, &company, NULL, false, 1, SPI_OK_SELECT);

@@ -17,28 +17,29 @@
  */
 #include "pcr.h"
 #include "lease_probe.h"
+#include "rel_util.h"
 
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "executor/spi.h"
+#include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-/* the partial indexes on active leases (sql/paperclip_runtime.sql) */
-#define INDEX_RUN_ENVIRONMENT "environment_leases_one_active_per_run_environment"
-#define INDEX_ENVIRONMENT "environment_leases_active_by_environment"
-#define INDEX_EXPIRY "environment_leases_active_expiry"
+/* the columns a probe reads */
+static const PcrColumn probe_columns[] = {
+	{"status", TEXTOID},
+	{"id", UUIDOID},
+	{"heartbeat_run_id", UUIDOID},
+};
 
 typedef struct PcrProbe
 {
-	const char *index;			/* one of the INDEX_* above */
+	PcrRel		index;			/* a partial index on active leases */
 	int			nkeys;
 	ScanKeyData keys[2];
 	const pg_uuid_t *not_of_run;	/* leases of this run do not count */
@@ -52,16 +53,6 @@ typedef struct PcrFound
 	pg_uuid_t	id;
 	ItemPointerData tid;
 } PcrFound;
-
-static int
-attnum_of(TupleDesc desc, const char *column)
-{
-	int			attnum = SPI_fnumber(desc, column);
-
-	if (attnum <= 0)
-		elog(ERROR, "column \"%s\" not found in \"environment_leases\"", column);
-	return attnum;
-}
 
 static bool
 text_equals(Datum d, const char *s)
@@ -87,7 +78,7 @@ uuid_listed(const pg_uuid_t *id, const Datum *list, int n)
  * changes the status, but be sure).
  */
 static bool
-counts(const PcrProbe *p, TupleTableSlot *slot, const int *att, pg_uuid_t *id)
+counts(const PcrProbe *p, TupleTableSlot *slot, const AttrNumber *att, pg_uuid_t *id)
 {
 	bool		isnull;
 	Datum		d;
@@ -114,31 +105,24 @@ counts(const PcrProbe *p, TupleTableSlot *slot, const int *att, pg_uuid_t *id)
 static int
 run_probe(const PcrProbe *p, PcrFound **found)
 {
-	Oid			nsp = get_namespace_oid("paperclip", false);
-	Oid			relid = get_relname_relid("environment_leases", nsp);
-	Oid			indexoid = get_relname_relid(p->index, nsp);
+	static PcrColumns columns;
 	Relation	rel;
 	Relation	idx;
 	TupleTableSlot *slot;
 	IndexScanDesc scan;
 	Snapshot	snapshot;
-	int			att[3];
+	const AttrNumber *att;
 	int			n = 0;
 	int			size = p->max > 0 ? p->max : 4;
-
-	if (!OidIsValid(relid) || !OidIsValid(indexoid))
-		elog(ERROR, "index \"%s\" of \"environment_leases\" not found", p->index);
 
 	CommandCounterIncrement();
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	PushActiveSnapshot(snapshot);
 
-	rel = table_open(relid, AccessShareLock);
-	idx = index_open(indexoid, AccessShareLock);
+	rel = table_open(PcrRelid(PCR_REL_ENVIRONMENT_LEASES), AccessShareLock);
+	idx = index_open(PcrRelid(p->index), AccessShareLock);
 	slot = table_slot_create(rel, NULL);
-	att[0] = attnum_of(RelationGetDescr(rel), "status");
-	att[1] = attnum_of(RelationGetDescr(rel), "id");
-	att[2] = attnum_of(RelationGetDescr(rel), "heartbeat_run_id");
+	att = PcrResolveColumns(rel, probe_columns, lengthof(probe_columns), &columns);
 
 	*found = palloc(sizeof(PcrFound) * size);
 	scan = index_beginscan(rel, idx, snapshot, p->nkeys, 0);
@@ -177,7 +161,7 @@ uuid_key(ScanKeyData *key, AttrNumber column, const pg_uuid_t *value)
 int
 PcrProbeRunLeases(const pg_uuid_t *run_id, Datum **ids)
 {
-	PcrProbe	p = {.index = INDEX_RUN_ENVIRONMENT, .nkeys = 1};
+	PcrProbe	p = {.index = PCR_REL_LEASES_ACTIVE_BY_RUN_ENVIRONMENT, .nkeys = 1};
 	PcrFound   *found;
 	int			n;
 
@@ -199,7 +183,7 @@ bool
 PcrProbeRunEnvironmentLease(const pg_uuid_t *run_id, const pg_uuid_t *environment_id,
 							pg_uuid_t *lease_id)
 {
-	PcrProbe	p = {.index = INDEX_RUN_ENVIRONMENT, .nkeys = 2, .max = 1};
+	PcrProbe	p = {.index = PCR_REL_LEASES_ACTIVE_BY_RUN_ENVIRONMENT, .nkeys = 2, .max = 1};
 	PcrFound   *found;
 
 	uuid_key(&p.keys[0], 1, run_id);
@@ -214,7 +198,7 @@ bool
 PcrProbeEnvironmentHolder(const pg_uuid_t *environment_id, const pg_uuid_t *run_id,
 						  pg_uuid_t *lease_id)
 {
-	PcrProbe	p = {.index = INDEX_ENVIRONMENT, .nkeys = 1, .max = 1, .not_of_run = run_id};
+	PcrProbe	p = {.index = PCR_REL_LEASES_ACTIVE_BY_ENVIRONMENT, .nkeys = 1, .max = 1, .not_of_run = run_id};
 	PcrFound   *found;
 
 	uuid_key(&p.keys[0], 1, environment_id);
@@ -227,7 +211,7 @@ PcrProbeEnvironmentHolder(const pg_uuid_t *environment_id, const pg_uuid_t *run_
 int
 PcrProbeDueLeases(TimestampTz now, const Datum *skip, int nskip, int max, ItemPointerData *tids)
 {
-	PcrProbe	p = {.index = INDEX_EXPIRY, .nkeys = 1, .skip = skip, .nskip = nskip, .max = max};
+	PcrProbe	p = {.index = PCR_REL_LEASES_ACTIVE_BY_EXPIRY, .nkeys = 1, .skip = skip, .nskip = nskip, .max = max};
 	PcrFound   *found;
 	int			n;
 

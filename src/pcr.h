@@ -27,6 +27,12 @@
 #define PCR_BGW_FLAGS_CONNECTION 0
 #endif
 
+#if PG_VERSION_NUM >= 160000
+#define PcrClassOwnercheck(relid, role) object_ownercheck(RelationRelationId, (relid), (role))
+#else
+#define PcrClassOwnercheck(relid, role) pg_class_ownercheck((relid), (role))
+#endif
+
 #if PG_VERSION_NUM >= 170000
 #define PcrWaitEventExtension() WaitEventExtensionNew("PaperclipRuntime")
 #else
@@ -34,7 +40,7 @@
 #endif
 
 /* ------------------------------------------------------------------------
- * SQLSTATE choices (SPEC §3, §5)
+ * SQLSTATE choices (docs/errors.md)
  * ------------------------------------------------------------------------ */
 #define PCR_ERRCODE_NULL_ID          ERRCODE_NULL_VALUE_NOT_ALLOWED     /* 22004 */
 #define PCR_ERRCODE_BAD_CONFIG       ERRCODE_INVALID_PARAMETER_VALUE    /* 22023 */
@@ -63,12 +69,11 @@ extern char *pcr_runtime_api_candidates;
 extern int	pcr_reconcile_interval; /* milliseconds */
 extern int	pcr_cleanup_max_attempts;
 extern int	pcr_lease_retention;	/* seconds; 0: keep lease history */
-extern char *pcr_company_id;
 
 /* true when loaded through shared_preload_libraries */
 extern bool pcr_preloaded;
 
-/* run statuses (SPEC §2) */
+/* run statuses (docs/data-model.md) */
 extern bool PcrRunStatusIsTerminal(const char *status);
 
 /* the longest lease TTL, whether from config.leaseTtlSeconds or paperclip.lease_ttl */

@@ -14,6 +14,7 @@
 #include "utils/builtins.h"
 
 #define FAKE_DEFAULT_IMAGE "ubuntu:24.04"
+#define FAKE_IMAGE_MAX_BYTES 1024	/* an image reference: name, tag and digest */
 
 typedef struct FakeKeyCheck
 {
@@ -32,35 +33,20 @@ fake_check_key(const char *key, JsonbValue *val, void *arg)
 			 errhint("The fake provider accepts provider, image, reuseLease and leaseTtlSeconds.")));
 }
 
-static char *
-trim_copy(const char *s, int len)
-{
-	while (len > 0 && isspace((unsigned char) *s))
-		s++, len--;
-	while (len > 0 && isspace((unsigned char) s[len - 1]))
-		len--;
-	return pnstrdup(s, len);
-}
-
 static Jsonb *
 fake_validate(Jsonb *config)
 {
 	PcrJsonbBuilder b;
 	JsonbValue	v;
-	char	   *image = FAKE_DEFAULT_IMAGE;
+	char	   *image;
 	bool		reuse = false;
 	FakeKeyCheck kc;
 
 	PcrJsonbForEachKey(config, fake_check_key, &kc);
 
-	if (PcrJsonbGet(config, "image", &v) != NULL && v.type != jbvNull)
-	{
-		if (v.type != jbvString)
-			PcrConfigError("sandbox", "image", "must be a string, not %s", PcrJsonbTypeName(&v));
-		image = trim_copy(v.val.string.val, v.val.string.len);
-		if (image[0] == '\0')
-			image = FAKE_DEFAULT_IMAGE;
-	}
+	image = PcrConfigGetText("sandbox", config, "image", PCR_TEXT_TRIM, FAKE_IMAGE_MAX_BYTES);
+	if (image == NULL || image[0] == '\0')
+		image = FAKE_DEFAULT_IMAGE;
 	if (PcrJsonbGet(config, "reuseLease", &v) != NULL && v.type != jbvNull)
 	{
 		if (v.type != jbvBool)

@@ -4,9 +4,9 @@
  * - release the active leases of runs that are terminal (the rule of the
  *   heartbeat_runs trigger, for runs that reached a terminal status without
  *   it) or gone;
- * - expire active leases past expires_at (SPEC §3.4);
+ * - expire active leases past expires_at (docs/leases.md);
  * - carry out pending cleanups through the lease's driver, with backoff,
- *   until success or paperclip.cleanup_max_attempts (SPEC §3.2).
+ *   until success or paperclip.cleanup_max_attempts (docs/leases.md).
  *
  * A batch is first handled at once (expiry: one statement that locks and
  * changes the rows a probe of the expiry index found; release: the rows

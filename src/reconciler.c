@@ -22,6 +22,8 @@
 #include "reconciler.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -34,6 +36,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -47,15 +50,21 @@ PG_FUNCTION_INFO_V1(pcr_reconciler_wake);
 
 #define PCR_RECONCILER_NAME "paperclip reconciler"
 
+/* longest wait on a lock held by someone else (lock_timeout of the worker) */
+#define PCR_RECONCILER_LOCK_TIMEOUT_MS 1000
+
 /* seconds the postmaster waits before starting the worker again */
 #define PCR_RECONCILER_RESTART_SECONDS 1
 /* longest wait before reconnecting after failed connection attempts */
 #define PCR_RECONCILER_MAX_CONNECT_BACKOFF_MS (30 * 1000)
+/* how often a worker waiting for paperclip.database looks for it */
+#define PCR_RECONCILER_DATABASE_POLL_MS 500
 
 typedef enum PcrReconcilerState
 {
 	PCR_STATE_STOPPED,
 	PCR_STATE_CONNECTING,
+	PCR_STATE_WAITING_FOR_DATABASE,
 	PCR_STATE_WAITING_FOR_EXTENSION,
 	PCR_STATE_IDLE,
 	PCR_STATE_RECONCILING
@@ -64,6 +73,7 @@ typedef enum PcrReconcilerState
 static const char *const state_names[] = {
 	[PCR_STATE_STOPPED] = "stopped",
 	[PCR_STATE_CONNECTING] = "connecting",
+	[PCR_STATE_WAITING_FOR_DATABASE] = "waiting for database",
 	[PCR_STATE_WAITING_FOR_EXTENSION] = "waiting for extension",
 	[PCR_STATE_IDLE] = "idle",
 	[PCR_STATE_RECONCILING] = "reconciling",
@@ -77,6 +87,7 @@ typedef struct PcrReconcilerShared
 	bool		wake_requested;
 	PcrReconcilerState state;
 	int			connect_failures;	/* attempts since the last connection */
+	bool		database_missing;	/* the last attempt found no paperclip.database */
 	TimestampTz started_at;
 	int64		passes;
 	TimestampTz last_pass_started_at;
@@ -247,27 +258,82 @@ reconciler_sleep(long ms, uint32 wait_event)
 }
 
 /*
- * Connect to paperclip.database.  A failed attempt is FATAL (the database
- * may not exist yet, or was dropped) and the postmaster starts the worker
- * again: back off exponentially across those restarts so that a missing
- * database costs one log line every 30 seconds, not every second.
+ * A missing paperclip.database is an expected state (it is created after the
+ * server starts), not an error worth a FATAL line per attempt.  A process can
+ * connect to one database once, so waiting for it takes two incarnations of
+ * the worker: the attempt that finds no database keeps its FATAL out of the
+ * log (an emit_log_hook, in this process only) and notes it in shared memory;
+ * the next incarnation connects to no database, looks the name up in
+ * pg_database every PCR_RECONCILER_DATABASE_POLL_MS ("waiting for database"),
+ * and exits once it exists, so that the one after connects to it.  Other
+ * failures stay FATAL, logged, with exponential backoff across restarts.
  */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+reconciler_quiet_missing_database(ErrorData *edata)
+{
+	if (edata->elevel == FATAL && edata->sqlerrcode == ERRCODE_UNDEFINED_DATABASE)
+	{
+		edata->output_to_server = false;
+		SpinLockAcquire(&shared->mutex);
+		shared->database_missing = true;
+		SpinLockRelease(&shared->mutex);
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+static void
+reconciler_wait_for_database(uint32 wait_event)
+{
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname(PCR_RECONCILER_NAME);
+	for (;;)
+	{
+		bool		exists;
+
+		CHECK_FOR_INTERRUPTS();
+		StartTransactionCommand();
+		exists = OidIsValid(get_database_oid(pcr_database, true));
+		CommitTransactionCommand();
+		if (exists)
+			break;
+		reconciler_sleep(PCR_RECONCILER_DATABASE_POLL_MS, wait_event);
+	}
+	SpinLockAcquire(&shared->mutex);
+	shared->database_missing = false;
+	shared->connect_failures = 0;
+	SpinLockRelease(&shared->mutex);
+	ereport(DEBUG1,
+			(errmsg("paperclip reconciler: database \"%s\" exists now, reconnecting", pcr_database)));
+	proc_exit(1);				/* the postmaster starts the worker again */
+}
+
+/* Connect to paperclip.database (or wait for it, see above). */
 static void
 reconciler_connect(uint32 wait_event)
 {
 	int			failures;
+	bool		missing;
 
 	SpinLockAcquire(&shared->mutex);
-	failures = shared->connect_failures++;
+	missing = shared->database_missing;
+	failures = missing ? 0 : shared->connect_failures++;
 	shared->pid = MyProcPid;
-	shared->state = PCR_STATE_CONNECTING;
+	shared->state = missing ? PCR_STATE_WAITING_FOR_DATABASE : PCR_STATE_CONNECTING;
 	SpinLockRelease(&shared->mutex);
 
+	if (missing)
+		reconciler_wait_for_database(wait_event);	/* does not return */
 	if (failures > 0)
 		reconciler_sleep(Min((long) 1000 << Min(failures - 1, 5),
 							 PCR_RECONCILER_MAX_CONNECT_BACKOFF_MS), wait_event);
 
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = reconciler_quiet_missing_database;
 	BackgroundWorkerInitializeConnection(pcr_database, NULL, 0);
+	emit_log_hook = prev_emit_log_hook;
 
 	SpinLockAcquire(&shared->mutex);
 	shared->connect_failures = 0;
@@ -371,6 +437,15 @@ PcrReconcilerMain(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * Never wait long on someone else's lock: rows are selected SKIP LOCKED,
+	 * and a table lock (DDL, LOCK TABLE) makes that batch fail after
+	 * PCR_RECONCILER_LOCK_TIMEOUT_MS, the step is given up for this pass and
+	 * the next step goes on, so a lock on one table or row never stops the
+	 * expiry of anyone else's leases.
+	 */
+	SetConfigOption("lock_timeout", CppAsString2(PCR_RECONCILER_LOCK_TIMEOUT_MS), PGC_SUSET, PGC_S_OVERRIDE);
+
 	workercxt = AllocSetContextCreate(TopMemoryContext, "paperclip reconciler",
 									  ALLOCSET_DEFAULT_SIZES);
 	passcxt = AllocSetContextCreate(workercxt, "paperclip reconciler pass",
@@ -438,6 +513,8 @@ PcrReconcilerMain(Datum main_arg)
  * SQL: paperclip.reconciler_status(), paperclip.reconciler_wake()
  * ------------------------------------------------------------------------ */
 #define STATUS_COLUMNS 22
+/* last_pass_leases_expired and every column after it */
+#define FIRST_COUNT_COLUMN 8
 
 static void
 put_counts(Datum *values, int *i, const PcrPassCounts *c)
@@ -465,6 +542,7 @@ pcr_reconciler_status(PG_FUNCTION_ARGS)
 	bool		nulls[STATUS_COLUMNS];
 	PcrReconcilerShared snap;
 	int			i = 0;
+	bool		hide_counts = false;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "paperclip.reconciler_status must return a row type");
@@ -489,6 +567,15 @@ pcr_reconciler_status(PG_FUNCTION_ARGS)
 	memcpy(&snap, shared, sizeof(snap));
 	SpinLockRelease(&shared->mutex);
 
+	/*
+	 * The counts and the last error are about every company's leases: like
+	 * other sessions' queries in pg_stat_activity, they are shown only to
+	 * roles with the privileges of pg_read_all_stats (and superusers); the
+	 * others see whether the reconciler is alive and passing, not what it did.
+	 */
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS))
+		hide_counts = true;
+
 	values[i++] = CStringGetTextDatum(state_names[snap.state]);
 	nulls[i] = snap.pid == 0;
 	values[i++] = Int32GetDatum((int32) snap.pid);
@@ -504,6 +591,9 @@ pcr_reconciler_status(PG_FUNCTION_ARGS)
 	nulls[i] = snap.last_error[0] == '\0';
 	values[i++] = CStringGetTextDatum(snap.last_error);
 	Assert(i == STATUS_COLUMNS);
+	if (hide_counts)
+		for (int c = FIRST_COUNT_COLUMN; c < STATUS_COLUMNS; c++)
+			nulls[c] = true;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -1,5 +1,5 @@
 /*
- * reconciler.h — the background reconciler (SPEC §3.4, §6)
+ * reconciler.h — the background reconciler (docs/reconciler.md)
  *
  * One static background worker, registered when the library is preloaded,
  * connects to paperclip.database and runs passes: release active leases of

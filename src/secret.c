@@ -6,12 +6,14 @@
  * functions are SECURITY DEFINER with a pinned search_path; resolving runs no
  * SQL at all (secret_lookup.c), so the SQL function and PcrSecretResolve, the
  * C entry point for drivers, share one code path that works in any context.
- * Either way a role that does not bypass row-level security may only touch
- * the company named by paperclip.company_id, exactly as the RLS policies say.
+ * Either way a role that row-level security restricts may only touch its
+ * effective company (tenant.h), exactly as the RLS policies say.
  *
  * Errors raised while a plaintext argument is in play are re-thrown with
- * errhidestmt, so the statement text (which may contain the value) does not
- * reach the server log through log_min_error_statement.
+ * errhidestmt and without CONTEXT, so neither the statement text (through
+ * log_min_error_statement) nor the bind parameters (through
+ * log_parameter_max_length_on_error) carry the value to the log or the
+ * client.  Another company's secret is answered like an unknown one.
  */
 #include "pcr.h"
 #include "spi_util.h"
@@ -21,11 +23,13 @@
 #include "secret_lookup.h"
 #include "master_key.h"
 #include "driver.h"
+#include "tenant.h"
 
 #include <sodium.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -146,31 +150,50 @@ spi_text(HeapTuple tup, TupleDesc desc, int col)
  * ------------------------------------------------------------------------ */
 
 /*
- * A role that does not bypass row-level security may only act on the
- * company of its session (paperclip.company_id), as the RLS policies say.
- * The role checked is the session's current role: inside a SECURITY
- * DEFINER function the current user is the function's owner.
+ * A role that row-level security restricts may only act for its effective
+ * company: the one paperclip.company_id selects, if the role is entitled to
+ * it (tenant.h).  The role checked is the session's, not the owner of a
+ * SECURITY DEFINER function (these, or a caller's) that is running.
+ *
+ * The company the session acts for: NULL when the role is not restricted
+ * (any company), 42501 when it has no effective company.
  */
+static pg_uuid_t *
+session_company(void)
+{
+	PcrTenantScope scope = PcrTenantScopeRequire();
+	pg_uuid_t  *mine;
+
+	if (scope.all)
+		return NULL;
+	mine = palloc(sizeof(pg_uuid_t));
+	*mine = scope.company;
+	return mine;
+}
+
+/* 42501 unless the session may act for company (which the caller named). */
 static void
 check_company_access(const pg_uuid_t *company)
 {
-	Oid			role = GetOuterUserId();
-	pg_uuid_t  *session_company;
+	PcrTenantRequireCompany(company);
+}
 
-	if (has_bypassrls_privilege(role))
-		return;
-	if (pcr_company_id == NULL || pcr_company_id[0] == '\0')
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_FORBIDDEN),
-				 errmsg("no company is set for this session"),
-				 errhint("Set paperclip.company_id to the company whose secrets you use."),
-				 errhidestmt(true)));
-	session_company = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(pcr_company_id)));
-	if (memcmp(session_company->data, company->data, UUID_LEN) != 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_FORBIDDEN),
-				 errmsg("company %s is not the company of this session", PcrUuidToCString(company)),
-				 errhidestmt(true)));
+/*
+ * 42704 for a secret that does not exist, or that the caller may not see:
+ * the same answer for both, so that asking tells nothing about other
+ * companies' secrets (not even their existence).
+ */
+static void
+raise_no_such_secret(const pg_uuid_t *secret) pg_attribute_noreturn();
+
+static void
+raise_no_such_secret(const pg_uuid_t *secret)
+{
+	ereport(ERROR,
+			(errcode(PCR_ERRCODE_NOT_FOUND),
+			 errmsg("secret %s does not exist", PcrUuidToCString(secret)),
+			 errhidestmt(true)));
+	pg_unreachable();
 }
 
 /* ------------------------------------------------------------------------
@@ -186,20 +209,37 @@ require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errhidestmt(true)));
 }
 
-/* Re-throw the current error without the statement text in the server log. */
-static void
-rethrow_hiding_statement(MemoryContext cxt) pg_attribute_noreturn();
+/*
+ * Bounds of what secret_create stores besides the value (the table's CHECK
+ * constraints say the same, for rows written by UPDATE).
+ */
+#define SECRET_NAME_MAX_CHARS			255
+#define SECRET_DESCRIPTION_MAX_CHARS	4096
 
-static void
-rethrow_hiding_statement(MemoryContext cxt)
+/* A text argument of at most max_chars characters with no control characters (but layout). */
+static char *
+checked_text_arg(FunctionCallInfo fcinfo, int argno, const char *what, int max_chars, bool multiline)
 {
-	ErrorData  *edata;
+	text	   *t = PG_GETARG_TEXT_PP(argno);
+	const char *p = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
 
-	MemoryContextSwitchTo(cxt);
-	edata = CopyErrorData();
-	FlushErrorState();
-	edata->hide_stmt = true;
-	ReThrowError(edata);
+	/* the byte length first: a 10 MB argument is not walked character by character */
+	if (len > max_chars * pg_database_encoding_max_length() ||
+		pg_mbstrlen_with_len(p, len) > max_chars)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("secret %s must be at most %d characters", what, max_chars)));
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) p[i];
+
+		if ((c < 0x20 || c == 0x7f) && !(multiline && (c == '\t' || c == '\n' || c == '\r')))
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_BAD_CONFIG),
+					 errmsg("secret %s must not contain control characters", what)));
+	}
+	return text_to_cstring(t);
 }
 
 /* A detoasted copy of a value argument is ours: wipe it once sealed. */
@@ -291,26 +331,26 @@ return_row_column(int col)
 	return SPI_datumTransfer(d, false, -1);
 }
 
-/* The secret's company and name (42704 when it does not exist); checks access. */
+/*
+ * The secret's company and name; 42704 when it does not exist or belongs to
+ * a company the session may not act for (42501 when it names none).
+ */
 static char *
 lookup_secret(const pg_uuid_t *secret, pg_uuid_t *company)
 {
+	pg_uuid_t  *mine = session_company();
 	Datum		values[1];
 	bool		isnull;
-	char	   *name;
 
 	values[0] = UUIDPGetDatum(secret);
 	run_plan(SPLAN_SECRET, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("secret %s does not exist", PcrUuidToCString(secret)),
-				 errhidestmt(true)));
+		raise_no_such_secret(secret);
 	memcpy(company, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
 		   sizeof(pg_uuid_t));
-	name = spi_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	check_company_access(company);
-	return name;
+	if (mine != NULL && memcmp(mine->data, company->data, UUID_LEN) != 0)
+		raise_no_such_secret(secret);
+	return spi_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 }
 
 /* ------------------------------------------------------------------------
@@ -333,11 +373,13 @@ secret_create(FunctionCallInfo fcinfo)
 	require_arg(fcinfo, 1, "name");
 	require_arg(fcinfo, 2, "value");
 	company = PG_GETARG_UUID_P(0);
-	name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (name[strspn(name, " \t\r\n")] == '\0')
+	name = checked_text_arg(fcinfo, 1, "name", SECRET_NAME_MAX_CHARS, false);
+	if (name[strspn(name, " ")] == '\0')
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("secret name must not be empty")));
+	if (!PG_ARGISNULL(3))
+		(void) checked_text_arg(fcinfo, 3, "description", SECRET_DESCRIPTION_MAX_CHARS, true);
 	check_company_access(company);
 	key = PcrMasterKeyCurrent();
 
@@ -355,11 +397,14 @@ secret_create(FunctionCallInfo fcinfo)
 	else
 		values[2] = PG_GETARG_DATUM(3);
 	run_plan(SPLAN_INSERT_SECRET, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
-	if (SPI_processed == 0)
+	if (SPI_processed == 0)		/* the unique constraint's violation, as PostgreSQL would report it */
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_DUPLICATE),
 				 errmsg("secret \"%s\" already exists in company %s", name, PcrUuidToCString(company)),
-				 errhint("Use paperclip.secret_rotate to store a new value.")));
+				 errhint("Use paperclip.secret_rotate to store a new value."),
+				 err_generic_string(PG_DIAG_SCHEMA_NAME, "paperclip"),
+				 err_generic_string(PG_DIAG_TABLE_NAME, "company_secrets"),
+				 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "company_secrets_company_id_name_key")));
 	memcpy(&secret, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
 		   sizeof(pg_uuid_t));
 	result = return_row_column(2);
@@ -375,15 +420,19 @@ Datum
 pcr_secret_create(PG_FUNCTION_ARGS)
 {
 	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback *saved_context = error_context_stack;
 	Datum		result = (Datum) 0;
 
+	/* the value is an argument: no error may show the statement or its bind parameters */
 	PG_TRY();
 	{
+		error_context_stack = NULL;
 		result = secret_create(fcinfo);
+		error_context_stack = saved_context;
 	}
 	PG_CATCH();
 	{
-		rethrow_hiding_statement(cxt);
+		PcrRethrowPrivately(cxt);
 	}
 	PG_END_TRY();
 	PG_RETURN_DATUM(result);
@@ -415,9 +464,7 @@ secret_rotate(FunctionCallInfo fcinfo)
 	values[0] = UUIDPGetDatum(secret);
 	run_plan(SPLAN_BUMP, values, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)		/* deleted since the lookup */
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("secret %s does not exist", PcrUuidToCString(secret))));
+		raise_no_such_secret(secret);
 	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	result = return_row_column(2);
 
@@ -432,15 +479,19 @@ Datum
 pcr_secret_rotate(PG_FUNCTION_ARGS)
 {
 	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback *saved_context = error_context_stack;
 	Datum		result = (Datum) 0;
 
+	/* the value is an argument: no error may show the statement or its bind parameters */
 	PG_TRY();
 	{
+		error_context_stack = NULL;
 		result = secret_rotate(fcinfo);
+		error_context_stack = saved_context;
 	}
 	PG_CATCH();
 	{
-		rethrow_hiding_statement(cxt);
+		PcrRethrowPrivately(cxt);
 	}
 	PG_END_TRY();
 	PG_RETURN_DATUM(result);
@@ -463,6 +514,10 @@ pcr_secret_revoke(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 1, "version");
 	secret = PG_GETARG_UUID_P(0);
 	version = PG_GETARG_INT32(1);
+	if (version < 1)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("version must be a positive integer")));
 
 	SPI_connect();
 	name = lookup_secret(secret, &company);
@@ -499,15 +554,9 @@ resolve_ref(const pg_uuid_t *company, Jsonb *ref, MemoryContext mcxt, Size offse
 
 	PcrSecretRefParse(ref, "secret_ref", &r);
 	PcrSecretLookup(&r.secret_id, r.version, &row);
-	if (!row.secret_found)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("secret %s does not exist", PcrUuidToCString(&r.secret_id))));
-	if (memcmp(row.company_id.data, company->data, UUID_LEN) != 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_FORBIDDEN),
-				 errmsg("secret %s does not belong to company %s",
-						PcrUuidToCString(&r.secret_id), PcrUuidToCString(company))));
+	/* another company's secret is answered like an unknown one */
+	if (!row.secret_found || memcmp(row.company_id.data, company->data, UUID_LEN) != 0)
+		raise_no_such_secret(&r.secret_id);
 	if (!row.version_found && r.version == 0)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_WRONG_STATE),

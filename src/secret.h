@@ -12,7 +12,7 @@
 typedef struct PcrPlaintext { char *data; Size len; } PcrPlaintext; /* data NUL-terminated, palloc'd in CurrentMemoryContext */
 
 /* Resolve a company's secret ref (the jsonb shape parsed by secret_ref.h) to plaintext, raising the
- * SQLSTATEs of SPEC §5. Must be called inside a transaction; works whether or not the caller is already
+ * SQLSTATEs of docs/secrets.md. Must be called inside a transaction; works whether or not the caller is already
  * connected to SPI (it calls SPI_connect/SPI_finish itself). */
 extern PcrPlaintext PcrSecretResolve(const pg_uuid_t *company_id, Jsonb *ref);
 

@@ -1,5 +1,6 @@
 /*
- * spi_util.c — running kept SPI plans without leaking their text into errors
+ * spi_util.c — running kept SPI plans without leaking their text into errors,
+ * and re-throwing errors without the caller's statement or context
  */
 #include "pcr.h"
 #include "spi_util.h"
@@ -91,4 +92,19 @@ PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 {
 	return PcrExecutePlanQuietly(PcrKeepPlan(slot, sql, nargs, argtypes), values, nulls,
 								 read_only, limit);
+}
+
+void
+PcrRethrowPrivately(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	edata->hide_stmt = true;
+	edata->context = NULL;
+	edata->internalquery = NULL;
+	edata->internalpos = 0;
+	ReThrowError(edata);
 }

@@ -32,4 +32,17 @@ extern SPIPlanPtr PcrKeepGenericPlan(SPIPlanPtr *slot, const char *sql, int narg
 extern int	PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 						   Datum *values, const char *nulls, bool read_only, long limit);
 
+/*
+ * In a PG_CATCH: re-throw the error being handled (copied into cxt) so that
+ * no report of it says where it came from — no STATEMENT line in the server
+ * log (errhidestmt) and no CONTEXT lines, to the client or the log: a
+ * caller's context can quote its statement, and with
+ * log_parameter_max_length_on_error the bind parameters of the client's
+ * statement.  For errors raised while a private value (a secret, a config
+ * that may hold one) is an argument.  Clear error_context_stack inside the
+ * PG_TRY as well, so that no context is collected in the first place (a
+ * FATAL is not caught).
+ */
+extern void PcrRethrowPrivately(MemoryContext cxt) pg_attribute_noreturn();
+
 #endif							/* PCR_SPI_UTIL_H */

@@ -1,5 +1,5 @@
 /*
- * ssh_api.c — paperclipApiUrl, as seen from the remote host (SPEC §4)
+ * ssh_api.c — paperclipApiUrl, as seen from the remote host (docs/drivers.md)
  *
  * Each candidate URL gets GET <url>/api/health through a direct-tcpip
  * channel of the session: the remote sshd opens the TCP connection, so the

@@ -17,6 +17,7 @@
 #include "worker.h"
 #include "ssh_client.h"
 #include "ssh_session.h"
+#include "ssh_allow.h"
 
 #include <netdb.h>
 #include <netinet/in.h>
@@ -297,6 +298,7 @@ tcp_connect(const char *host, int port, const char *where, TimestampTz deadline,
 		families[naddrs++] = ai->ai_family;
 	}
 	freeaddrinfo(res);
+	PcrSshCheckAddresses(host, port, addrs, naddrs);	/* exactly what connect() gets */
 
 	for (int i = 0; i < naddrs; i++)
 	{

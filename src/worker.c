@@ -25,6 +25,7 @@
 #include "pcr.h"
 #include "worker.h"
 #include "ssh_client.h"
+#include "ssh_allow.h"
 
 #include <sodium.h>
 
@@ -168,6 +169,9 @@ PcrSshCacheKey(PcrSshRequest *req)
 	crypto_generichash_update(&st, (const unsigned char *) &port, sizeof(port));
 	crypto_generichash_update(&st, (const unsigned char *) req->username, strlen(req->username) + 1);
 	crypto_generichash_update(&st, (const unsigned char *) req->key, req->key_len);
+	/* a session opened under another allow-list is not reused */
+	crypto_generichash_update(&st, (const unsigned char *) PcrSshAllowedHostsSetting(),
+							  strlen(PcrSshAllowedHostsSetting()) + 1);
 	crypto_generichash_final(&st, req->cache_key, PCR_SSH_CACHE_KEY_LEN);
 	sodium_memzero(&st, sizeof(st));
 	memcpy(&req->route_hash, req->cache_key, sizeof(uint64));

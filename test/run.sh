@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # test/run.sh — the whole test suite (README's test command; .ci/run calls it)
 #
-# Installs what it needs (Debian packages), builds with -Wall -Wextra -Werror,
+# Installs what it needs (Debian packages: scripts/install-deps.sh --test),
+# builds with -Wall -Wextra -Werror (always: scripts/build-install.sh),
 # installs the extension, starts a throw-away cluster on a free loopback port
 # with the extension preloaded, runs the pgTAP files through pg_regress and the
 # shell tests of test/shell/, stops everything, and ends with a line
 # "N passed, N failed".
+#
+#   PCR_DESTDIR=DIR  install into (and run) a private copy of PostgreSQL under DIR
+#   PCR_TESTS=REGEX  run only the tests whose name (e.g. 30_reconciler_passes) matches
+#   PCR_KEEP=1       keep the scratch directory (cluster, logs) under /tmp/pcr-test.*
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 # shellcheck source=test/lib/cluster.sh
 . test/lib/cluster.sh
 
-scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+scripts/install-deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
 pcr_use_pgbin
 
 echo "== build"
@@ -38,10 +43,9 @@ pcr_cluster_init "$DATA" "$PORT" "paperclip.database = 'pcr_regress'" \
 pcr_cluster_start "$DATA" || { echo "0 passed, 1 failed"; exit 1; }
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PCR_DATA=$DATA
 
-echo "== pgTAP (pg_regress)"
-# PCR_TESTS="02_lease_contract 30_reconciler_passes" runs only those (pgTAP or shell)
-selected() { [ -z "${PCR_TESTS:-}" ] || [[ " $PCR_TESTS " == *" $1 "* ]]; }
-TESTS=$(cd test/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort | while read -r t; do selected "$t" && echo "$t"; done)
+echo "== pgTAP (pg_regress, through make installcheck)"
+# PCR_TESTS=REGEX runs only the pgTAP files and shell tests whose names match (while iterating)
+TESTS=$(cd test/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort | grep -E "${PCR_TESTS:-.}")
 rm -rf results regression.diffs regression.out
 # The reconciler connects to paperclip.database (pcr_regress) as soon as it
 # exists, and a connected worker makes DROP DATABASE fail: so the database is
@@ -59,12 +63,15 @@ ALTER DATABASE pcr_regress SET timezone_abbreviations TO 'Default';
 CREATE EXTENSION pgtap;
 CREATE EXTENSION paperclip_runtime;
 SQL
-# PG15's pg_regress reads <inputdir>/expected: test/expected links to ../expected
+# make installcheck is PGXS's pg_regress run (Makefile: REGRESS, REGRESS_OPTS);
+# here against pcr_regress as it is, on this cluster.  PG15's pg_regress reads
+# <inputdir>/expected: test/expected links to ../expected.
 : >"$WORK/regress.log"
-[ -z "$TESTS" ] || "$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" \
-  --bindir="$PCR_PGBIN" --inputdir=test --outputdir="$ROOT" \
-  --host=127.0.0.1 --port="$PORT" --user=postgres --dbname=pcr_regress --use-existing \
-  $TESTS 2>&1 | tee "$WORK/regress.log"
+if [ -n "$TESTS" ]; then
+  make -s installcheck CONTRIB_TESTDB=pcr_regress REGRESS="$(echo $TESTS)" \
+    EXTRA_REGRESS_OPTS="--use-existing --bindir=$PCR_PGBIN --host=127.0.0.1 --port=$PORT --user=postgres --outputdir=$ROOT" \
+    2>&1 | tee "$WORK/regress.log"
+fi
 
 passed=0
 failed=0
@@ -87,7 +94,7 @@ echo "== shell tests"
 for t in test/shell/*.sh; do
   [ -e "$t" ] || continue
   name=$(basename "$t" .sh)
-  selected "$name" || continue
+  [[ $name =~ ${PCR_TESTS:-.} ]] || continue
   echo "# $name"
   bash "$t" >"$WORK/$name.tap" 2>"$WORK/$name.err"
   rc=$?

@@ -4,13 +4,16 @@
 #   pcr_cluster_init DIR PORT [extra postgresql.conf lines...]
 #   pcr_cluster_start DIR ; pcr_cluster_stop DIR [mode] ; pcr_cluster_restart DIR [mode]
 # Clusters listen on 127.0.0.1 only.  As root they run as the postgres OS user
-# (PostgreSQL refuses to run as root).
+# (PostgreSQL refuses to run as root), from "/": the caller's directory (a
+# checkout under /root, say) is usually one postgres may not enter, and
+# PostgreSQL's programs complain when they cannot change back to it.  DIR may
+# be relative: it is made absolute first.
 
 PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 
 pcr_as_pg() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && exec runuser -u postgres -- "$@")
   else
     "$@"
   fi
@@ -28,6 +31,7 @@ PY
 
 pcr_cluster_init() {
   local dir=$1 port=$2
+  dir=$(realpath -m "$dir")
   shift 2
   mkdir -p "$dir"
   chmod 755 "$(dirname "$dir")" 2>/dev/null || true
@@ -51,17 +55,20 @@ pcr_cluster_init() {
 
 pcr_cluster_start() {
   local dir=$1
+  dir=$(realpath -m "$dir")
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null ||
     { tail -n 50 "$dir/server.log" >&2; return 1; }
 }
 
 pcr_cluster_stop() {
   local dir=$1 mode=${2:-fast}
+  dir=$(realpath -m "$dir")
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -m "$mode" -w -t 60 stop >/dev/null 2>&1 || true
 }
 
 pcr_cluster_restart() {
   local dir=$1 mode=${2:-fast}
+  dir=$(realpath -m "$dir")
   pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m "$mode" -w -t 60 restart >/dev/null ||
     { tail -n 50 "$dir/server.log" >&2; return 1; }
 }

@@ -3,9 +3,9 @@
 #
 #   seeded_db NAME   (re)creates NAME, exports PGDATABASE=NAME and the seed's ids:
 #     C1 (company), A1 (agent), E_LOCAL E_FAKE E_REUSE (environments), R1..R4 (runs)
-#   agent_role       creates the login role pcr_test_agent (member of paperclip_agent),
-#                    subject to row-level security, and sets AS_AGENT to the SQL that
-#                    switches a session to it in company C1
+#   agent_role       creates the login role pcr_test_agent (member of pcr_c1_agent, so a
+#                    paperclip_agent entitled to C1), subject to row-level security, and
+#                    sets AS_AGENT to the SQL that switches a session to it in company C1
 seeded_db() {
   export PGDATABASE=$1
   psql -XAtq -d postgres -c "SET client_min_messages = warning" \
@@ -25,6 +25,7 @@ seeded_db() {
 
 agent_role() {
   psql -XAtq -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pcr_test_agent') THEN
-                   CREATE ROLE pcr_test_agent LOGIN IN ROLE paperclip_agent; END IF; END \$\$" >/dev/null
+                   CREATE ROLE pcr_test_agent LOGIN; END IF; END \$\$" \
+       -c "SET client_min_messages = warning" -c "GRANT pcr_c1_agent TO pcr_test_agent" >/dev/null
   AS_AGENT="SET ROLE pcr_test_agent; SET paperclip.company_id = '$C1';"
 }

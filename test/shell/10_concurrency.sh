@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Concurrency (SPEC §3.1, §3.2, §3.5): 16 sessions at once against the same
+# Concurrency (docs/leases.md): 16 sessions at once against the same
 # run and environment end with exactly one active lease; 16 concurrent
 # releases transition each lease exactly once; 16 concurrent
 # ensure_local_environment calls create one row.
@@ -21,7 +21,7 @@ storm() {  # storm <name> <sql with %i for the worker index>
   local name=$1 sql=$2 i
   psql -XAtq -c "SELECT pg_advisory_lock(4242)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
   local gate=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     [ "$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted")" = 1 ] && break
     sleep 0.1
   done
@@ -29,7 +29,7 @@ storm() {  # storm <name> <sql with %i for the worker index>
     psql -XAtq -v VERBOSITY=verbose -c "SELECT pg_advisory_lock_shared(4242)" -c "${sql//%i/$i}" >"$OUT/$name.$i.out" 2>"$OUT/$name.$i.err" &
   done
   QUEUED=0
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     QUEUED=$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted")
     [ "$QUEUED" = "$N" ] && break
     sleep 0.1
@@ -100,24 +100,50 @@ tap_is "$(results agent_release | wc -l)" 1 "16 concurrent releases under row-le
 
 # 7. a run finishing while an acquire is in flight: the status change waits
 #    for the acquire (the run row is locked FOR SHARE), then its trigger
-#    releases the new lease — through both paths
+#    releases the new lease — through both paths (owner, agent under RLS).
+#    No clock is involved: two acquires are held open behind an advisory lock
+#    the test holds, the test sees the UPDATE waiting on a lock, then opens it.
+#    Sessions are told apart by application_name.
+waiting() {  # waiting <application_name prefix>: how many such sessions wait on a lock
+  psql -XAtq -c "SELECT count(*) FROM pg_stat_activity
+                  WHERE application_name LIKE '$1%' AND wait_event_type = 'Lock'"
+}
+wait_for_waiting() {  # wait_for_waiting <prefix> <count>: up to 60 s
+  for _ in $(seq 1 600); do
+    [ "$(waiting "$1")" = "$2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 for who in owner agent; do
   R=$R3
   [ "$who" = agent ] && R=$R4
   prefix=""
   [ "$who" = agent ] && prefix=$AS_AGENT
-  psql -XAtq -c "BEGIN" -c "$prefix SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R')" \
-       -c "SELECT pg_sleep(1.5)" -c "COMMIT" >/dev/null 2>"$OUT/race_$who.err" <<<"" &
-  acq=$!
-  psql -XAtq -c "BEGIN; $prefix SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R'); SELECT pg_sleep(1.5); COMMIT;" \
+  : >"$OUT/race_$who.err"
+  PGAPPNAME=race_gate psql -XAtq -c "SELECT pg_advisory_lock(4343)" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
+  gate=$!
+  for _ in $(seq 1 300); do
+    [ "$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343 AND granted")" = 1 ] && break
+    sleep 0.1
+  done
+  for i in 1 2; do
+    PGAPPNAME=race_acquire_$who psql -XAtq -c "BEGIN" -c "$prefix SELECT 1 FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R')" \
+         -c "SELECT pg_advisory_xact_lock_shared(4343)" -c "COMMIT" >/dev/null 2>>"$OUT/race_$who.err" &
+  done
+  # both acquires are in flight: one holds the new lease behind the gate, the other waits for it or for the gate
+  wait_for_waiting "race_acquire_$who" 2
+  tap_ok $? "$who: two acquires of the run are in flight, held open behind the gate"
+  PGAPPNAME=race_update_$who psql -XAtq -c "UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '$R'" \
        >/dev/null 2>>"$OUT/race_$who.err" &
-  acq2=$!
-  sleep 0.5
-  start=$(date +%s.%N)
-  psql -XAtq -c "UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '$R'" >/dev/null 2>>"$OUT/race_$who.err"
-  waited=$(echo "$(date +%s.%N) - $start > 0.5" | bc)
-  wait $acq $acq2
-  tap_is "$waited" 1 "$who: the run's status change waited for the in-flight acquire"
+  update=$!
+  wait_for_waiting "race_update_$who" 1
+  tap_ok $? "$who: the run's status change waits for the in-flight acquire (on a row lock)"
+  psql -XAtq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'race_gate'" >/dev/null
+  wait $gate
+  wait $update
+  tap_is "$?" 0 "$who: once the acquire commits, the status change goes through"
+  wait
   tap_is "$(cat "$OUT/race_$who.err")" "" "$who: neither the acquires nor the status change raised an error"
   tap_is "$(psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat_run_id = '$R' AND status = 'active'")" 0 \
     "$who: no active lease is left on the finished run"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 41_ssh_contract — the ssh host contract of SPEC §3.1/§4 against a throw-away sshd:
+# 41_ssh_contract — the ssh host contract of docs/drivers.md against a throw-away sshd:
 # key from a secret, lease row and metadata, canonical workspace, paperclipApiUrl
 # from the remote host's point of view, release, session reuse.
 set -uo pipefail
@@ -49,7 +49,7 @@ tap_ok $? "acquire: the workspace was created on the remote host"
 tap_is "$(sql -c "SELECT string_agg(k, ',' ORDER BY k) FROM paperclip.environment_leases l,
                          jsonb_object_keys(l.metadata) k WHERE l.heartbeat_run_id = '$RUN'")" \
   "driver,executionWorkspaceMode,host,paperclipApiUrl,port,remoteCwd,remoteWorkspacePath,username" \
-  "acquire: metadata has exactly the keys of the SPEC table"
+  "acquire: metadata has exactly the documented keys (docs/drivers.md)"
 tap_is "$(sql -c "SELECT count(*) FROM paperclip.environment_leases l
                    WHERE l::text LIKE '%PRIVATE KEY%'")" 0 "acquire: no key material in any lease row"
 tap_is "$(sql -c "SELECT (expires_at - acquired_at) = interval '6 hours' AND fence > 0
@@ -98,13 +98,13 @@ tap_is "$(sql -c "SELECT count(*) FROM paperclip.environment_leases WHERE heartb
 
 # roles: an agent acquires ssh leases of its company; probes see only their company
 RUN4=$(new_run)
-tap_is "$(sql -c "SET ROLE paperclip_agent" -c "SET paperclip.company_id = '$C1'" \
+tap_is "$(sql -c "SET ROLE pcr_c1_agent" -c "SET paperclip.company_id = '$C1'" \
               -c "SELECT provider FROM paperclip.acquire_run_lease('$C1', '$ENV', '$RUN4')")" ssh \
   "paperclip_agent acquires an ssh lease (the key is resolved for it, never shown)"
-tap_is "$(sql -c "SET ROLE paperclip_admin" -c "SET paperclip.company_id = '$C1'" \
+tap_is "$(sql -c "SET ROLE pcr_c1_admin" -c "SET paperclip.company_id = '$C1'" \
               -c "SELECT paperclip.environment_probe('$ENV')->>'ok'")" true \
   "paperclip_admin probes an ssh environment of its company"
-tap_is "$(sql_error -c "SET ROLE paperclip_admin" \
+tap_is "$(sql_error -c "SET ROLE pcr_c2_admin" \
                     -c "SET paperclip.company_id = '00000000-0000-0000-0000-0000000000c2'" \
                     -c "SELECT paperclip.environment_probe('$ENV')")" \
   "42704: environment $ENV does not exist" \

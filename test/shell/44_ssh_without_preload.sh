@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 44_ssh_without_preload — SPEC §6: without shared_preload_libraries there are no
+# 44_ssh_without_preload — docs/workers.md: without shared_preload_libraries there are no
 # driver workers; an ssh acquire fails with 55000 and a hint, nothing is written,
 # and local and fake sandbox leases still work.  Needs no sshd.
 set -uo pipefail

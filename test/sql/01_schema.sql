@@ -106,7 +106,7 @@ SELECT ok(pg_get_indexdef('paperclip.environment_leases_one_active_per_run_envir
 SELECT has_unique('paperclip', 'company_secrets', 'company_secrets has a unique constraint');
 SELECT has_unique('paperclip', 'company_secret_versions', 'company_secret_versions has a unique constraint');
 
--- functions: exact SPEC signatures and return types
+-- functions: exact signatures and return types (docs/sql-api.md)
 SELECT has_function('paperclip', 'acquire_run_lease', ARRAY['uuid', 'uuid', 'uuid', 'uuid', 'uuid', 'text'],
                     'acquire_run_lease(uuid, uuid, uuid, uuid, uuid, text) exists');
 SELECT function_returns('paperclip', 'acquire_run_lease', ARRAY['uuid', 'uuid', 'uuid', 'uuid', 'uuid', 'text'],

@@ -19,7 +19,8 @@ SELECT is((SELECT provider FROM l_local), 'local', 'local: provider is local');
 SELECT ok((SELECT provider_lease_id IS NULL FROM l_local), 'local: provider_lease_id is null');
 SELECT is((SELECT metadata->>'driver' FROM l_local), 'local', 'local: metadata.driver is local');
 SELECT ok((SELECT metadata ? 'executionWorkspaceMode' FROM l_local), 'local: metadata has executionWorkspaceMode');
-SELECT ok((SELECT acquired_at = now() AND last_used_at = now() FROM l_local), 'local: acquired_at = last_used_at = now()');
+SELECT ok((SELECT acquired_at = last_used_at AND acquired_at BETWEEN now() AND clock_timestamp() FROM l_local),
+          'local: acquired_at = last_used_at = the time of the insert');
 SELECT is((SELECT expires_at - acquired_at FROM l_local), interval '6 hours', 'local: expires after the default lease_ttl');
 SELECT ok((SELECT fence > 0 FROM l_local), 'local: lease has a fence');
 SELECT ok((SELECT released_at IS NULL AND cleanup_status IS NULL FROM l_local), 'local: not released, no cleanup');

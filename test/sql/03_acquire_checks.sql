@@ -4,7 +4,7 @@ BEGIN;
 \i test/fixtures/seed.sql
 SELECT plan(32);
 
--- every check of SPEC §3.1, each with its SQLSTATE
+-- every check of acquire_run_lease (docs/sql-api.md), each with its SQLSTATE
 SELECT throws_ok($$SELECT paperclip.acquire_run_lease(NULL, '00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-0000000000f1')$$,
                  '22004', 'company_id must not be null', 'null company_id → 22004');
 SELECT throws_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', NULL, '00000000-0000-0000-0000-0000000000f1')$$,

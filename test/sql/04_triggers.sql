@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(30);
+SELECT plan(33);
 
 CREATE TEMP TABLE held AS
   SELECT r.id AS run_id, (paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
@@ -75,8 +75,8 @@ VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000
        ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f4', 'ephemeral', 'gone',
         '{"driver": "sandbox", "provider": "gone"}');
 SELECT results_eq($$SELECT lease_policy, status, cleanup_status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000001f4', 'failed', 'x') ORDER BY lease_policy$$,
-                  $$VALUES ('ephemeral'::text, 'failed'::text, 'pending'::text), ('retain_on_failure', 'retained', NULL)$$,
-                  'a released sandbox lease awaits cleanup; a retained one has none');
+                  $$VALUES ('retain_on_failure'::text, 'retained'::text, NULL::text), ('reuse_by_environment', 'failed', 'pending')$$,
+                  'a released sandbox lease awaits cleanup; a retained one has none (the lease on the reusable sandbox is reuse_by_environment, whatever the INSERT said)');
 
 -- rows written by hand: the database draws the fence, fills in an expiry, and marks cleanups
 INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
@@ -87,7 +87,7 @@ VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000
 SELECT ok((SELECT fence < 9000000000000 AND fence = (SELECT max(fence) FROM paperclip.environment_leases)
              FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5'),
           'an INSERT cannot choose its fence: the sequence draws it');
-SELECT ok((SELECT expires_at = now() + interval '6 hours' FROM paperclip.environment_leases
+SELECT ok((SELECT expires_at = acquired_at + interval '6 hours' FROM paperclip.environment_leases
             WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f5'),
           'an active lease inserted without expires_at gets the default TTL');
 UPDATE paperclip.environment_leases SET status = 'released', released_at = now()
@@ -133,9 +133,35 @@ SELECT is((SELECT cleanup_status FROM paperclip.release_run_leases('00000000-000
 UPDATE paperclip.environments SET config = '{"leaseTtlSeconds": 120}' WHERE id = '00000000-0000-0000-0000-0000000000e3';
 INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, provider)
 VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000001f3', 'local');
-SELECT ok((SELECT expires_at = now() + interval '120 seconds' FROM paperclip.environment_leases
+SELECT ok((SELECT expires_at = acquired_at + interval '120 seconds' FROM paperclip.environment_leases
             WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000001f3' AND status = 'active'),
           'an active lease inserted without expires_at gets the environment''s leaseTtlSeconds');
+
+-- a restore keeps the fences it writes back: pg_dump's scripts and pg_restore
+-- set row_security = off, in which only roles that bypass row-level security
+-- can write these tables at all
+SELECT max(fence) + 1000 AS restored_fence FROM paperclip.environment_leases \gset
+SET LOCAL row_security = off;
+INSERT INTO paperclip.environment_leases (company_id, environment_id, status, released_at, provider, fence)
+VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', 'released', now(), 'local',
+        :restored_fence);
+SET LOCAL row_security = on;
+SELECT is((SELECT count(*)::int FROM paperclip.environment_leases WHERE fence = :restored_fence), 1,
+          'with row_security = off (a restore), an INSERT keeps the fence it gives');
+SELECT ok((SELECT fence > :restored_fence
+             FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3',
+                                              '00000000-0000-0000-0000-0000000001f4')),
+          'the sequence was moved past the kept fence: the next acquisition draws a larger one');
+SET LOCAL ROLE paperclip_agent;
+SET LOCAL paperclip.company_id = '00000000-0000-0000-0000-0000000000c1';
+SET LOCAL row_security = off;
+SELECT throws_ok(format($$INSERT INTO paperclip.environment_leases (company_id, environment_id, status, released_at, provider, fence)
+                          VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e3', 'released', now(),
+                                  'local', %s)$$, :restored_fence + 1),
+                 '42501', 'query would be affected by row-level security policy for table "environment_leases"',
+                 'a role under row-level security cannot write with row_security = off, so it never chooses a fence');
+SET LOCAL row_security = on;
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -2,12 +2,21 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(44);
+SELECT plan(94);
 
 -- a helper that inserts an environment with a config; every call must fail
 CREATE FUNCTION pg_temp.env(driver text, config text) RETURNS void LANGUAGE sql AS $$
   INSERT INTO paperclip.environments (company_id, name, driver, config)
   VALUES ('00000000-0000-0000-0000-0000000000c1', 'bad', driver, config::jsonb)
+$$;
+
+
+-- an ssh config with some fields replaced; and an environment insert with a jsonb config
+CREATE FUNCTION pg_temp.ssh(over jsonb) RETURNS text LANGUAGE sql AS $$
+  SELECT ('{"host": "h", "username": "u", "remoteWorkspacePath": "/w"}'::jsonb || over)::text
+$$;
+CREATE FUNCTION pg_temp.envj(driver text, config jsonb) RETURNS void LANGUAGE sql AS $$
+  SELECT pg_temp.env(driver, config::text)
 $$;
 
 -- local
@@ -110,6 +119,135 @@ SELECT is(paperclip.validate_environment_config('local', '{"anything": [1, 2], "
           '{"anything": [1, 2], "leaseTtlSeconds": 30}'::jsonb, 'local: any object is kept as given');
 SELECT throws_ok($$SELECT paperclip.validate_environment_config('docker', '{}')$$, '22023',
                  'unknown environment driver "docker"', 'validate_environment_config of an unknown driver → 22023');
+
+-- store-time bounds and characters (issue 11, item 8): every refusal is 22023 naming the field
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', repeat('h', 10000000)))),
+                 '22023', 'invalid ssh environment config: "config" is too large (at most 65536 bytes)', 'ssh: a 10 MB host (the config is too large)');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', repeat('h', 254)))),
+                 '22023', 'invalid ssh environment config: "host" is too long (at most 253 bytes)', 'ssh: a host of 254 bytes');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'build' || chr(8203) || '.example.org'))),
+                 '22023', 'invalid ssh environment config: "host" must be an ASCII host name or an IP address', 'ssh: host with a zero-width space (U+200B)');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'build.example.org' || chr(160)))),
+                 '22023', 'invalid ssh environment config: "host" must be an ASCII host name or an IP address', 'ssh: host with a no-break space (U+00A0)');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'ex' || chr(1072) || 'mple.org'))),
+                 '22023', 'invalid ssh environment config: "host" must be an ASCII host name or an IP address', 'ssh: host with a Cyrillic look-alike letter');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'a..b'))),
+                 '22023', 'invalid ssh environment config: "host" must be an ASCII host name or an IP address', 'ssh: host with an empty label');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'fe80::1%eth0'))),
+                 '22023', 'invalid ssh environment config: "host" must be an ASCII host name or an IP address', 'ssh: IPv6 address with a zone');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'evil.com/x'))),
+                 '22023', 'invalid ssh environment config: "host" must be an ASCII host name or an IP address', 'ssh: host with a slash');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', '127.1'))),
+                 '22023', 'invalid ssh environment config: "host" must write an IPv4 address as four decimal numbers (a.b.c.d)', 'ssh: short-hand IPv4 address 127.1');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', '0x7f.0.0.1'))),
+                 '22023', 'invalid ssh environment config: "host" must write an IPv4 address as four decimal numbers (a.b.c.d)', 'ssh: hexadecimal IPv4 address');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'h' || chr(27) || 'x'))),
+                 '22023', 'invalid ssh environment config: "host" must not contain whitespace or control characters', 'ssh: host with ESC');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('username', repeat('u', 256)))),
+                 '22023', 'invalid ssh environment config: "username" is too long (at most 255 bytes)', 'ssh: a username of 256 bytes');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('username', 'u' || chr(133)))),
+                 '22023', 'invalid ssh environment config: "username" must not contain whitespace or control characters', 'ssh: username with a C1 control (U+0085)');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('remoteWorkspacePath', '/' || repeat('w', 4095)))),
+                 '22023', 'invalid ssh environment config: "remoteWorkspacePath" is too long (at most 4095 bytes)', 'ssh: a workspace path of 4096 bytes');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('remoteWorkspacePath', E'/srv/work\nrm -rf /'))),
+                 '22023', 'invalid ssh environment config: "remoteWorkspacePath" must not contain control characters', 'ssh: workspace path with a newline');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('remoteWorkspacePath', '/srv/' || chr(27) || '[2Jwork'))),
+                 '22023', 'invalid ssh environment config: "remoteWorkspacePath" must not contain control characters', 'ssh: workspace path with ESC');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('remoteWorkspacePath', '/srv/work/../../etc'))),
+                 '22023', 'invalid ssh environment config: "remoteWorkspacePath" must not contain a ".." segment', 'ssh: workspace path climbing out with ..');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('remoteWorkspacePath', '/srv/..'))),
+                 '22023', 'invalid ssh environment config: "remoteWorkspacePath" must not contain a ".." segment', 'ssh: workspace path ending in ..');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('knownHosts', repeat('k', 40000)))),
+                 '22023', 'invalid ssh environment config: "knownHosts" is too long (at most 32767 bytes)', 'ssh: oversized knownHosts');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('knownHosts', 'h ssh-ed25519 AAAA' || chr(27)))),
+                 '22023', 'invalid ssh environment config: "knownHosts" must not contain control characters other than tab, newline and carriage return',
+                 'ssh: knownHosts with ESC');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'local', jsonb_build_object('notes', repeat('n', 70000))),
+                 '22023', 'invalid local environment config: "config" is too large (at most 65536 bytes)', 'local: a config over 64 kB');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'ssh', pg_temp.ssh(jsonb_build_object('host', 'h', 'x', repeat('n', 70000)))),
+                 '22023', 'invalid ssh environment config: "config" is too large (at most 65536 bytes)', 'ssh: the size is checked before the fields');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'sandbox', jsonb_build_object('image', repeat('i', 10000000))),
+                 '22023', 'invalid sandbox environment config: "config" is too large (at most 65536 bytes)', 'sandbox: a 10 MB image (the config is too large)');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'sandbox', jsonb_build_object('image', repeat('i', 2000))),
+                 '22023', 'invalid sandbox environment config: "image" is too long (at most 1024 bytes)', 'sandbox: an image over 1 kB');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'sandbox', jsonb_build_object('image', E'debian:12\nEVIL')),
+                 '22023', 'invalid sandbox environment config: "image" must not contain control characters', 'sandbox: image with a newline');
+-- provider names, loaded or not
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "../../../../tmp/evil"}')$$, '22023',
+                 'invalid sandbox environment config: "provider" must match ^[a-z0-9][a-z0-9._-]*$', 'sandbox: provider name with a path');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "Fake"}')$$, '22023',
+                 'invalid sandbox environment config: "provider" must match ^[a-z0-9][a-z0-9._-]*$', 'sandbox: provider name in capitals');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": ".hidden"}')$$, '22023',
+                 'invalid sandbox environment config: "provider" must match ^[a-z0-9][a-z0-9._-]*$', 'sandbox: provider name starting with a dot');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'sandbox', jsonb_build_object('provider', repeat('p', 64))),
+                 '22023', 'invalid sandbox environment config: "provider" is too long (at most 63 bytes)', 'sandbox: provider name of 64 bytes');
+-- an unloaded provider's config: bounded, and no credentials in plain text
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'sandbox', jsonb_build_object('provider', 'elsewhere', 'blob', repeat('b', 70000))),
+                 '22023', 'invalid sandbox environment config: "config" is too large (at most 65536 bytes)', 'sandbox: an unloaded provider''s config over 64 kB');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "elsewhere", "apiToken": "tok-123"}')$$, '22023',
+                 'invalid sandbox environment config: "apiToken" looks like a credential: it must be a secret ref, not a string',
+                 'sandbox: an unloaded provider''s config with a token');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "elsewhere", "env": {"PATH": "/bin", "GITHUB_TOKEN": "ghp_x"}}')$$, '22023',
+                 'invalid sandbox environment config: "env.GITHUB_TOKEN" looks like a credential: it must be a secret ref, not a string',
+                 'sandbox: a nested credential is found and named by its path');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "elsewhere", "auth": {"credentials": [{"user": "u", "pass": "p"}]}}')$$, '22023',
+                 'invalid sandbox environment config: "auth.credentials[0].pass" looks like a credential: it must be a secret ref, not a string',
+                 'sandbox: everything under a credential key must be a secret ref');
+SELECT throws_ok(format('SELECT pg_temp.env(%L, %L)', 'sandbox',
+                        jsonb_build_object('provider', 'elsewhere', 'files', jsonb_build_array(E'-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----'))),
+                 '22023', 'invalid sandbox environment config: "files[0]" holds a private key', 'sandbox: a PEM private key under any key');
+SELECT throws_ok($$SELECT pg_temp.env('sandbox', '{"provider": "elsewhere", "client_secret": "s"}')$$, '22023',
+                 'invalid sandbox environment config: "client_secret" looks like a credential: it must be a secret ref, not a string',
+                 'sandbox: snake_case credential key');
+SELECT is(paperclip.validate_environment_config('sandbox',
+            '{"provider": "elsewhere", "maxTokens": 4096, "tokenizer": "cl100k", "secretsEnabled": true, "password": null,
+              "apiKey": {"type": "secret_ref", "secretId": "00000000-0000-0000-0000-000000000001"}}'),
+          '{"provider": "elsewhere", "maxTokens": 4096, "tokenizer": "cl100k", "secretsEnabled": true, "password": null,
+            "apiKey": {"type": "secret_ref", "secretId": "00000000-0000-0000-0000-000000000001"}}'::jsonb,
+          'sandbox: an unloaded provider''s config with secret refs and look-alike keys is stored as given');
+SELECT is((SELECT count(*)::int FROM paperclip.environments WHERE name = 'bad'), 0, 'none of the refused configs was stored');
+
+-- what is accepted, normalised
+SELECT is(paperclip.validate_environment_config('ssh', pg_temp.ssh('{"host": "[2001:db8::7]"}')::jsonb)->>'host', '2001:db8::7',
+          'ssh: a bracketed IPv6 host is stored without brackets');
+SELECT is(paperclip.validate_environment_config('ssh', pg_temp.ssh('{"host": "Build-01.corp_net.example."}')::jsonb)->>'host',
+          'Build-01.corp_net.example.', 'ssh: a host name with capitals, "_" and a trailing dot is accepted as given');
+SELECT is(paperclip.validate_environment_config('ssh', pg_temp.ssh(jsonb_build_object('remoteWorkspacePath', '/srv/a..b/.x/./w'))::jsonb)->>'remoteWorkspacePath',
+          '/srv/a..b/.x/./w', 'ssh: ".." inside a name and "." segments are not climbing out');
+SELECT is(paperclip.validate_environment_config('ssh', pg_temp.ssh(jsonb_build_object('remoteWorkspacePath', '/srv/wörk space'))::jsonb)->>'remoteWorkspacePath',
+          '/srv/wörk space', 'ssh: a workspace path with spaces and non-ASCII letters is fine');
+SELECT is(paperclip.validate_environment_config('ssh', pg_temp.ssh(jsonb_build_object('knownHosts', E'a ssh-ed25519 AAAA\r\nb ssh-ed25519 BBBB\n'))::jsonb)->>'knownHosts',
+          E'a ssh-ed25519 AAAA\r\nb ssh-ed25519 BBBB\n', 'ssh: knownHosts keeps its lines');
+
+-- a row written past the trigger (before these checks existed) is refused when used
+ALTER TABLE paperclip.environments DISABLE TRIGGER environments_config_check;
+INSERT INTO paperclip.environments (id, company_id, name, driver, config)
+VALUES ('00000000-0000-0000-0000-0000000005e1', '00000000-0000-0000-0000-0000000000c1', 'old row', 'ssh',
+        '{"host": "h", "username": "u", "remoteWorkspacePath": "/srv/../etc"}');
+ALTER TABLE paperclip.environments ENABLE TRIGGER environments_config_check;
+SELECT throws_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000005e1',
+                                                      '00000000-0000-0000-0000-0000000000f1')$$,
+                 '22023', 'invalid ssh environment config: "remoteWorkspacePath" must not contain a ".." segment',
+                 'a stored config with ".." is refused at acquire, before any connection');
+SELECT is((paperclip.environment_probe('00000000-0000-0000-0000-0000000005e1')->'details'->>'sqlstate'), '22023',
+          'and by the probe');
+
+-- text arguments copied into lease metadata are bounded
+SELECT throws_ok(format($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e1',
+                                                             '00000000-0000-0000-0000-0000000000f1', NULL, NULL, %L)$$, repeat('m', 10000000)),
+                 '22023', 'argument "execution_workspace_mode" is too long (at most 128 bytes)', 'acquire: a 10 MB execution_workspace_mode');
+SELECT throws_ok(format($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e1',
+                                                             '00000000-0000-0000-0000-0000000000f1', NULL, NULL, %L)$$, E'shared\nmode'),
+                 '22023', 'argument "execution_workspace_mode" must not contain control characters', 'acquire: execution_workspace_mode with a newline');
+SELECT is((SELECT count(*)::int FROM paperclip.environment_leases WHERE heartbeat_run_id = '00000000-0000-0000-0000-0000000000f1'), 0,
+          'the refused acquires wrote no lease');
+SELECT is((paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e1',
+                                       '00000000-0000-0000-0000-0000000000f1', NULL, NULL, repeat('m', 128))).metadata->>'executionWorkspaceMode',
+          repeat('m', 128), 'acquire: an execution_workspace_mode of 128 bytes is kept');
+
+-- lease_ttl of something that is not a config
+SELECT throws_ok($$SELECT paperclip.lease_ttl('[1, 2]')$$, '22023', 'argument "config" must be a JSON object', 'lease_ttl of an array → 22023');
+SELECT throws_ok($$SELECT paperclip.lease_ttl('"6h"')$$, '22023', 'argument "config" must be a JSON object', 'lease_ttl of a scalar → 22023');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -42,14 +42,16 @@ SELECT ok(NOT has_table_privilege('paperclip_agent', 'paperclip.environments', '
 SELECT ok(NOT has_column_privilege('paperclip_agent', 'paperclip.environment_leases', 'heartbeat_run_id', 'UPDATE')
           AND NOT has_column_privilege('paperclip_agent', 'paperclip.environment_leases', 'provider_lease_id', 'UPDATE'),
           'paperclip_agent cannot re-point a lease or rewrite its provider lease');
-SELECT ok(has_table_privilege('paperclip_admin', 'paperclip.environments', 'UPDATE'),
-          'paperclip_admin administers environments');
+SELECT ok(has_column_privilege('paperclip_admin', 'paperclip.environments', 'config', 'UPDATE')
+          AND has_column_privilege('paperclip_admin', 'paperclip.environments', 'config', 'INSERT')
+          AND NOT has_table_privilege('paperclip_admin', 'paperclip.environments', 'UPDATE'),
+          'paperclip_admin administers environments, through column privileges only');
 SELECT ok(NOT rolcanlogin, rolname || ' is NOLOGIN') FROM pg_roles WHERE rolname IN ('paperclip_admin', 'paperclip_agent') ORDER BY rolname;
 
 -- row-level security by company for non-owner roles
 GRANT SELECT ON loc TO paperclip_agent;
 SET LOCAL paperclip.company_id = '00000000-0000-0000-0000-0000000000c1';
-SET LOCAL ROLE paperclip_agent;
+SET LOCAL ROLE pcr_c1_agent;
 SELECT is((SELECT count(*)::int FROM paperclip.environments WHERE company_id <> '00000000-0000-0000-0000-0000000000c1'), 0,
           'an agent role sees no environment of another company');
 SELECT ok((SELECT count(*) FROM paperclip.environments) > 0, 'an agent role sees its own company''s environments');
@@ -57,7 +59,8 @@ SELECT is((SELECT status FROM paperclip.acquire_run_lease('00000000-0000-0000-00
                                                           '00000000-0000-0000-0000-0000000000f1')),
           'active', 'an agent role acquires a lease of its company');
 SELECT throws_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c2', (SELECT id FROM loc), '00000000-0000-0000-0000-0000000000f9')$$,
-                 '42704', NULL, 'an agent role cannot acquire in another company (the rows are invisible)');
+                 '42501', 'role "pcr_c1_agent" may not act for company 00000000-0000-0000-0000-0000000000c2',
+                 'an agent role cannot acquire in another company (42501)');
 SELECT is((SELECT count(*)::int FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000000f1')), 1,
           'an agent role releases its run''s lease');
 RESET ROLE;

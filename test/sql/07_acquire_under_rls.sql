@@ -4,11 +4,11 @@ BEGIN;
 \i test/fixtures/seed.sql
 SELECT plan(13);
 
--- Roles subject to row-level security take the query path of acquire_run_lease
--- (the owner takes direct index probes): the same contract must hold there.
+-- A role subject to row-level security, entitled to its company, acquires
+-- through the SECURITY DEFINER function: the same contract must hold for it.
 UPDATE paperclip.heartbeat_runs SET status = 'cancelled' WHERE id = '00000000-0000-0000-0000-0000000000f4';
 SET LOCAL paperclip.company_id = '00000000-0000-0000-0000-0000000000c1';
-SET LOCAL ROLE paperclip_agent;
+SET LOCAL ROLE pcr_c1_agent;
 
 SELECT throws_ok($$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-00000000dead', '00000000-0000-0000-0000-0000000000f1')$$,
                  '42704', 'environment 00000000-0000-0000-0000-00000000dead does not exist in company 00000000-0000-0000-0000-0000000000c1',

@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(117);
+SELECT plan(134);
 
 SELECT current_setting('paperclip.master_key_file') AS keyfile \gset
 
@@ -14,6 +14,24 @@ LANGUAGE sql AS $$
    WHERE s.name = secret_name
      AND s.company_id = coalesce(nullif(current_setting('paperclip.company_id', true), '')::uuid,
                                  '00000000-0000-0000-0000-0000000000c1')
+$$;
+-- "SQLSTATE: message" of a query run as a role (or "no error")
+CREATE FUNCTION pg_temp.error_as(role_name text, company text, query text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  result text := 'no error';
+BEGIN
+  PERFORM set_config('paperclip.company_id', coalesce(company, ''), true);
+  EXECUTE format('SET LOCAL ROLE %I', role_name);
+  BEGIN
+    EXECUTE query;
+  EXCEPTION WHEN OTHERS THEN
+    result := SQLSTATE || ': ' || SQLERRM;
+  END;
+  RESET ROLE;
+  PERFORM set_config('paperclip.company_id', '', true);
+  RETURN result;
+END
 $$;
 CREATE FUNCTION pg_temp.run_as(role_name text, company text, query text) RETURNS text
 LANGUAGE plpgsql AS $$
@@ -181,10 +199,15 @@ SELECT throws_ok(format('SELECT paperclip.secret_revoke(%L, 99)', (SELECT id FRO
                  '42704', 'secret "deploy-key" has no version 99', 'revoke: unknown version → 42704');
 SELECT throws_ok($$SELECT paperclip.secret_revoke('00000000-0000-0000-0000-00000000dead', 1)$$,
                  '42704', 'secret 00000000-0000-0000-0000-00000000dead does not exist', 'revoke: unknown secret → 42704');
+SELECT throws_ok(format('SELECT paperclip.secret_revoke(%L, 0)', (SELECT id FROM created)),
+                 '22023', 'version must be a positive integer', 'revoke: version 0 → 22023');
+SELECT throws_ok(format('SELECT paperclip.secret_revoke(%L, -3)', (SELECT id FROM created)),
+                 '22023', 'version must be a positive integer', 'revoke: a negative version → 22023');
 
 -- ------------------------------------------------------------ errors of resolve
-SELECT throws_ok($$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c2', pg_temp.ref('unicode'))$$,
-                 '42501', NULL, 'resolve: a secret of another company → 42501');
+SELECT throws_ok(format('SELECT paperclip.secret_resolve(%L, %L)', '00000000-0000-0000-0000-0000000000c2', pg_temp.ref('unicode')),
+                 '42704', format('secret %s does not exist', pg_temp.ref('unicode')->>'secretId'),
+                 'resolve: a secret of another company is answered like an unknown one (42704, same message)');
 SELECT throws_ok($$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1',
                    '{"type": "secret_ref", "secretId": "00000000-0000-0000-0000-00000000dead"}')$$,
                  '42704', 'secret 00000000-0000-0000-0000-00000000dead does not exist', 'resolve: unknown secret → 42704');
@@ -226,6 +249,39 @@ SELECT throws_ok($$SELECT paperclip.secret_create('00000000-0000-0000-0000-00000
                  '22023', 'secret name must not be empty', 'create: a blank name → 22023');
 SELECT throws_ok($$SELECT paperclip.secret_rotate('00000000-0000-0000-0000-00000000dead', 'x')$$,
                  '42704', 'secret 00000000-0000-0000-0000-00000000dead does not exist', 'rotate: unknown secret → 42704');
+-- names and descriptions are bounded (255 and 4096 characters), without control characters
+SELECT throws_ok(format('SELECT paperclip.secret_create(%L, %L, %L)', '00000000-0000-0000-0000-0000000000c1', repeat('n', 10000000), 'x'),
+                 '22023', 'secret name must be at most 255 characters', 'create: a 10 MB name → 22023 naming the name, not a btree error');
+SELECT throws_ok(format('SELECT paperclip.secret_create(%L, %L, %L)', '00000000-0000-0000-0000-0000000000c1', repeat('n', 256), 'x'),
+                 '22023', 'secret name must be at most 255 characters', 'create: a name of 256 characters → 22023');
+SELECT is((paperclip.secret_create('00000000-0000-0000-0000-0000000000c1', repeat('é', 255), 'x')).name, repeat('é', 255),
+          'create: a name of 255 two-byte characters is accepted');
+SELECT throws_ok(format('SELECT paperclip.secret_create(%L, %L, %L)', '00000000-0000-0000-0000-0000000000c1', E'deploy\nkey', 'x'),
+                 '22023', 'secret name must not contain control characters', 'create: a name with a newline → 22023');
+SELECT throws_ok(format('SELECT paperclip.secret_create(%L, %L, %L, %L)', '00000000-0000-0000-0000-0000000000c1', 'd', 'x', repeat('d', 4097)),
+                 '22023', 'secret description must be at most 4096 characters', 'create: a description of 4097 characters → 22023');
+SELECT throws_ok(format('SELECT paperclip.secret_create(%L, %L, %L, %L)', '00000000-0000-0000-0000-0000000000c1', 'd', 'x', 'a' || chr(27) || '[31m'),
+                 '22023', 'secret description must not contain control characters', 'create: a description with ESC → 22023');
+SELECT is((paperclip.secret_create('00000000-0000-0000-0000-0000000000c1', 'described', 'x', E'line one\n\tline two')).description,
+          E'line one\n\tline two', 'create: a multi-line description is accepted');
+SELECT throws_ok(format('UPDATE paperclip.company_secrets SET name = %L WHERE name = %L', repeat('n', 10000000), 'described'),
+                 '23514', NULL, 'a 10 MB name written by UPDATE → the CHECK constraint (23514), before any btree error');
+SELECT throws_ok($$UPDATE paperclip.company_secrets SET description = repeat('d', 4097) WHERE name = 'described'$$,
+                 '23514', NULL, 'a description of 4097 characters written by UPDATE → 23514');
+-- the duplicate's 23505 names its constraint and table, as PostgreSQL's own unique violation does
+CREATE FUNCTION pg_temp.duplicate_fields() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  s text; t text; c text;
+BEGIN
+  PERFORM paperclip.secret_create('00000000-0000-0000-0000-0000000000c1', 'described', 'x');
+  RETURN 'no error';
+EXCEPTION WHEN unique_violation THEN
+  GET STACKED DIAGNOSTICS s = SCHEMA_NAME, t = TABLE_NAME, c = CONSTRAINT_NAME;
+  RETURN s || '.' || t || ' ' || c;
+END
+$$;
+SELECT is(pg_temp.duplicate_fields(), 'paperclip.company_secrets company_secrets_company_id_name_key',
+          'create: the duplicate-name 23505 carries schema, table and constraint name');
 
 -- ------------------------------------------------------------ tampering
 -- material (with its key id) copied from "twin" v1 onto "unicode" v1
@@ -289,36 +345,62 @@ SELECT is(paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_te
           'v4-delta-0Ta', 'with the key file back, secrets resolve again');
 
 -- ------------------------------------------------------------ roles and companies
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'v4-delta-0Ta', 'paperclip_admin resolves a secret of its session''s company');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c2',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c2',
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'ERROR 42501', 'paperclip_admin cannot resolve for a company other than its session''s');
-SELECT is(pg_temp.run_as('paperclip_admin', NULL,
+SELECT is(pg_temp.run_as('pcr_c1_admin', NULL,
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'ERROR 42501', 'paperclip_admin without paperclip.company_id resolves nothing');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT (paperclip.secret_create('00000000-0000-0000-0000-0000000000c1', 'admin-made', 'admin-value')).name$$),
           'admin-made', 'paperclip_admin creates a secret in its company');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT (paperclip.secret_create('00000000-0000-0000-0000-0000000000c2', 'intruder', 'x')).name$$),
           'ERROR 42501', 'paperclip_admin cannot create a secret in another company');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             format('SELECT (paperclip.secret_rotate(%L, %L)).name',
                    (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'), 'x')),
-          'ERROR 42501', 'paperclip_admin cannot rotate a secret of another company');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+          'ERROR 42704', 'paperclip_admin cannot rotate a secret of another company (it does not exist for it)');
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
+            format('SELECT (paperclip.secret_rotate(%L, %L)).name',
+                   (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'), 'x')),
+          format('42704: secret %s does not exist',
+                 (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')),
+          'rotating another company''s secret: the same message as an unknown secret, naming no company');
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
+            format('SELECT (paperclip.secret_revoke(%L, 1)).name',
+                   (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'))),
+          format('42704: secret %s does not exist',
+                 (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')),
+          'revoking another company''s secret: the same answer as an unknown secret');
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
+            $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', '{"type": "secret_ref", "secretId": "00000000-0000-0000-0000-00000000dead"}')$$),
+          '42704: secret 00000000-0000-0000-0000-00000000dead does not exist', 'paperclip_admin resolving an unknown secret: 42704');
+SELECT is(pg_temp.error_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
+            format('SELECT paperclip.secret_resolve(%L, %L)', '00000000-0000-0000-0000-0000000000c1',
+                   jsonb_build_object('type', 'secret_ref', 'secretId',
+                                      (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')))),
+          format('42704: secret %s does not exist',
+                 (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2')),
+          'paperclip_admin resolving another company''s secret for its own company: the same answer');
+SELECT is(pg_temp.error_as('pcr_c1_admin', NULL,
+            format('SELECT (paperclip.secret_rotate(%L, %L)).name',
+                   (SELECT id FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c2'), 'x')),
+          '42501: role "pcr_c1_admin" has selected no company', 'rotating without a session company: 42501 whatever the secret');
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT count(*)::text FROM paperclip.company_secrets$$),
           (SELECT count(*)::text FROM paperclip.company_secrets WHERE company_id = '00000000-0000-0000-0000-0000000000c1'),
           'paperclip_admin sees only its company''s secrets');
-SELECT is(pg_temp.run_as('paperclip_admin', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_admin', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT material::text FROM paperclip.company_secret_versions LIMIT 1$$),
           'ERROR 42501', 'paperclip_admin cannot select material');
-SELECT is(pg_temp.run_as('paperclip_agent', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_agent', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT paperclip.secret_resolve('00000000-0000-0000-0000-0000000000c1', pg_temp.ref('deploy-key'))$$),
           'ERROR 42501', 'paperclip_agent cannot execute secret_resolve');
-SELECT is(pg_temp.run_as('paperclip_agent', '00000000-0000-0000-0000-0000000000c1',
+SELECT is(pg_temp.run_as('pcr_c1_agent', '00000000-0000-0000-0000-0000000000c1',
             $$SELECT count(*)::text FROM paperclip.company_secret_versions$$),
           'ERROR 42501', 'paperclip_agent cannot read secret versions');
 

@@ -39,11 +39,18 @@ SELECT throws_ok('SELECT paperclip.reconciler_wake()', '42501',
                  'paperclip_agent may not wake the reconciler');
 RESET ROLE;
 
--- this server preloads the library: the reconciler is registered for pcr_regress
+-- this server preloads the library: the reconciler is registered
 SELECT isnt((SELECT state FROM paperclip.reconciler_status()), 'not loaded',
             'with shared_preload_libraries the reconciler is loaded');
--- the suite creates pcr_regress just after the server starts: the worker's first
--- try may have found no database; give its restart up to 30 s
+SELECT is((SELECT database FROM paperclip.reconciler_status()), current_setting('paperclip.database'),
+          'the status names paperclip.database');
+-- test/run.sh makes this database paperclip.database; under a plain
+-- "make installcheck" the reconciler may serve another one (then these two
+-- are skipped: expected/30_reconciler_1.out)
+SELECT current_setting('paperclip.database') = current_database() AS served \gset
+\if :served
+-- the suite creates this database just after the server starts: the worker's
+-- first try may have found no database; give its restart up to 30 s
 DO $$
 BEGIN
     FOR i IN 1..300 LOOP
@@ -53,13 +60,14 @@ BEGIN
 END
 $$;
 SELECT ok((SELECT state IN ('idle', 'reconciling') FROM paperclip.reconciler_status()),
-          'the reconciler is connected to pcr_regress, where the extension is installed, and working');
-SELECT is((SELECT database FROM paperclip.reconciler_status()), 'pcr_regress',
-          'the status names paperclip.database');
+          'the reconciler is connected to this database, where the extension is installed, and working');
 SELECT ok((SELECT passes >= 1 AND last_pass_finished_at IS NOT NULL AND total_errors = 0
                   AND total_leases_expired >= 0 AND total_leases_released >= 0 AND connect_failures >= 0
              FROM paperclip.reconciler_status()),
           'its start-up sweep has run, without errors');
+\else
+SELECT skip('the reconciler serves another database (paperclip.database)', 2);
+\endif
 SELECT lives_ok('SELECT paperclip.reconciler_wake()', 'an administrator can ask for a pass');
 
 SELECT * FROM finish();

@@ -8,8 +8,8 @@ SELECT plan(17);
 -- statistics gathered before those existed (a burst of runs after a quiet
 -- night): each path is measured in shared buffers touched (deterministic,
 -- unlike time) before and after the burst, the statistics left as they were;
--- as the owner (direct lookups) and as paperclip_agent under row-level
--- security (the SPI lookups).
+-- as the owner and as an agent role entitled to the company (pcr_c1_agent,
+-- subject to row-level security: its entitlement is checked on every call).
 
 -- shared buffers a statement touches, with all that the functions it calls do
 CREATE FUNCTION pg_temp.buffers(q text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -36,7 +36,7 @@ CREATE FUNCTION pg_temp.run(i int) RETURNS uuid LANGUAGE sql IMMUTABLE AS
 
 -- the paths measured, on run r: what each costs, in buffers
 CREATE TEMP TABLE measured (round text, path text, buffers bigint);
-GRANT ALL ON measured TO paperclip_agent;
+GRANT ALL ON measured TO pcr_c1_agent;
 CREATE FUNCTION pg_temp.measure(round text, r int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     c uuid := '00000000-0000-0000-0000-0000000000c1';
@@ -57,7 +57,7 @@ BEGIN
         'SELECT * FROM paperclip.release_run_leases(%L)', pg_temp.run(r))));
     INSERT INTO measured VALUES (round, 'release again (nothing active)', pg_temp.buffers(format(
         'SELECT * FROM paperclip.release_run_leases(%L)', pg_temp.run(r))));
-    IF current_user <> 'paperclip_agent' THEN
+    IF current_user <> 'pcr_c1_agent' THEN
         INSERT INTO measured VALUES (round, 'deleting the run (its history keeps the lease)', pg_temp.buffers(format(
             'SELECT pg_temp.delete_run(%L)', pg_temp.run(r))));
     END IF;
@@ -78,10 +78,10 @@ ANALYZE paperclip.environment_leases;
 -- the first calls of a session prepare plans and fill caches: not measured
 DO $$ BEGIN PERFORM pg_temp.measure('warm-up', 8001); PERFORM pg_temp.measure('warm-up', 8002);
           PERFORM pg_temp.measure('quiet', r) FROM generate_series(8010, 8012) AS r; END $$;
-SET LOCAL ROLE paperclip_agent;
+SET LOCAL ROLE pcr_c1_agent;
 SET LOCAL paperclip.company_id = '00000000-0000-0000-0000-0000000000c1';
 DO $$ BEGIN PERFORM pg_temp.measure('warm-up', 8004); PERFORM pg_temp.measure('warm-up', 8005);
-          PERFORM pg_temp.measure('quiet, as paperclip_agent', r) FROM generate_series(8020, 8022) AS r; END $$;
+          PERFORM pg_temp.measure('quiet, as pcr_c1_agent', r) FROM generate_series(8020, 8022) AS r; END $$;
 RESET ROLE;
 
 -- the burst: 8000 other runs' active leases on the same environment
@@ -101,8 +101,8 @@ SELECT cmp_ok(pg_temp.buffers(format(
        'a plain query for a run''s active lease scans the active leases (so the measurements below mean something)');
 
 DO $$ BEGIN PERFORM pg_temp.measure('burst', r) FROM generate_series(8030, 8032) AS r; END $$;
-SET LOCAL ROLE paperclip_agent;
-DO $$ BEGIN PERFORM pg_temp.measure('burst, as paperclip_agent', r) FROM generate_series(8040, 8042) AS r; END $$;
+SET LOCAL ROLE pcr_c1_agent;
+DO $$ BEGIN PERFORM pg_temp.measure('burst, as pcr_c1_agent', r) FROM generate_series(8040, 8042) AS r; END $$;
 RESET ROLE;
 
 -- the least of three runs each: an index page split now and then costs a few more
@@ -110,7 +110,7 @@ CREATE TEMP VIEW least_buffers AS
   SELECT round, path, min(buffers) AS buffers FROM measured GROUP BY round, path;
 SELECT cmp_ok(b.buffers, '<=', q.buffers + 10,
               b.path || ': the same buffers with 8000 other active leases' ||
-              CASE WHEN q.round LIKE '%agent' THEN ', as paperclip_agent' ELSE '' END)
+              CASE WHEN q.round LIKE '%agent' THEN ', as an entitled agent role' ELSE '' END)
   FROM least_buffers AS q
   JOIN least_buffers AS b ON b.path = q.path AND b.round = replace(q.round, 'quiet', 'burst')
  WHERE q.round LIKE 'quiet%'

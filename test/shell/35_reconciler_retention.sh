@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/recon.sh
 
 # cleanups of provider "gone" fail and stay pending for the whole test
-recon_cluster recon34 "paperclip.database = 'pcr'" "paperclip.reconcile_interval = '200ms'" \
+recon_cluster recon35 "paperclip.database = 'pcr'" "paperclip.reconcile_interval = '200ms'" \
   "paperclip.cleanup_max_attempts = 1000"
 
 C1=00000000-0000-0000-0000-0000000000c1
@@ -112,7 +112,7 @@ sql "INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status)
      SELECT ('00000000-0000-0000-0002-' || lpad(to_hex(i), 12, '0'))::uuid, '$C1', '$A1', 'running'
        FROM generate_series(1, 600) i" >/dev/null
 ERRORS0=$(sql "SELECT total_errors FROM paperclip.reconciler_status()")
-W=$PCR_WORK/recon34.bench
+W=$PCR_WORK/recon35.bench
 mkdir -p "$W"
 # acquire and release local leases (runs 1-400): done at once, deletable a second later
 cat >"$W/local.sql" <<SQL
