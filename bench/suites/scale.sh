@@ -80,12 +80,12 @@ SELECT ('00000000-0000-0000-0003-' || lpad(to_hex(i), 12, '0'))::uuid, '$C', '$A
 -- runs to delete, each with one lease of history
 INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status)
 SELECT ('00000000-0000-0000-0004-' || lpad(to_hex(i), 12, '0'))::uuid, '$C', '$A', 'succeeded'
-  FROM generate_series(1, 4000) i;
+  FROM generate_series(1, 10000) i;
 INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, status, provider,
                                           released_at, metadata)
 SELECT '$C', '$E', ('00000000-0000-0000-0004-' || lpad(to_hex(i), 12, '0'))::uuid, 'released', 'local',
        now(), '{"driver": "local", "executionWorkspaceMode": null}'
-  FROM generate_series(1, 4000) i;
+  FROM generate_series(1, 10000) i;
 CREATE PROCEDURE public.bench_delete_runs(first int, n int) LANGUAGE plpgsql AS \$\$
 BEGIN
   SET synchronous_commit = off;
@@ -202,8 +202,10 @@ compare() {
   local label=$1 clients=$2 n1=$3 n2=$4 s1=$5 s2=$6 ours=$7 r db
   local t1 c1 h1 x1 t2 c2 h2 x2 st1=0 st2=0 sc1=0 sc2=0 sx1=0 sx2=0
   for r in $(seq 1 "$ROUNDS"); do
-    db=$($s1 | tail -n 1); read -r t1 c1 h1 x1 < <(BENCH_KEEP_STATS=${KEEP_STATS:-} measure "$db" "$clients")
-    db=$($s2 | tail -n 1); read -r t2 c2 h2 x2 < <(BENCH_KEEP_STATS=${KEEP_STATS:-} measure "$db" "$clients")
+    db=$($s1 | tail -n 1) || return 1
+    read -r t1 c1 h1 x1 < <(BENCH_KEEP_STATS=${KEEP_STATS:-} measure "$db" "$clients")
+    db=$($s2 | tail -n 1) || return 1
+    read -r t2 c2 h2 x2 < <(BENCH_KEEP_STATS=${KEEP_STATS:-} measure "$db" "$clients")
     printf '%s clients=%d round=%d %s: %.0f tps %.3f ms cpu/tx %s buffer hits/tx (%s accessed) | %s: %.0f tps %.3f ms cpu/tx %s buffer hits/tx (%s accessed)\n' \
       "$label" "$clients" "$r" "$n1" "$t1" "$c1" "$h1" "$x1" "$n2" "$t2" "$c2" "$h2" "$x2"
     st1=$(add "$st1" "$t1"); st2=$(add "$st2" "$t2"); sc1=$(add "$sc1" "$c1"); sc2=$(add "$sc2" "$c2")
@@ -243,9 +245,10 @@ DELETE FROM paperclip.environment_leases WHERE heartbeat_run_id::text LIKE '0000
 VACUUM ANALYZE paperclip.environment_leases;
 INSERT INTO paperclip.environment_leases (company_id, environment_id, heartbeat_run_id, provider, metadata, expires_at)
 SELECT '$C', '$E', ('00000000-0000-0000-0003-' || lpad(to_hex(i), 12, '0'))::uuid, 'local',
-       '{"driver": "local", "executionWorkspaceMode": null}', now() + interval '1 day'
+       '{"driver": "local", "executionWorkspaceMode": null}', now() + interval '1 hour'
   FROM generate_series(1, $ACTIVE) i;
 SQL
+  [ "$(q "$1" -c "SELECT count(*) FROM paperclip.environment_leases WHERE status = 'active'")" -ge "$ACTIVE" ] || return 1
   echo "$1"
 }
 fresh() {  # fresh <db>: the same leases, statistics gathered now
@@ -276,7 +279,7 @@ SQL
 echo "== run deletion: $HISTORY leases of history vs none"
 se=0; sb=0
 for r in $(seq 1 "$ROUNDS"); do
-  first=$(( (r - 1) * 1000 + 1 ))
+  first=$(( (r - 1) * 1000 + 1 ))   # runs 1-9000 (at most 9 rounds); 9001-10000 for below
   me=$(delete_ms "$EMPTY" "$first" 1000)
   mb=$(delete_ms "$BIG" "$first" 1000)
   printf 'scale run deletion round=%d empty: %.3f ms/run | history: %.3f ms/run\n' "$r" "$me" "$mb"
@@ -294,7 +297,7 @@ for idx in environment_leases_by_heartbeat_run environment_leases_done_by_releas
   def=$(index_def "$idx")
   q "$BIG" -c "DROP INDEX paperclip.$idx" >/dev/null
   if [ "$idx" = environment_leases_by_heartbeat_run ]; then
-    mb=$(delete_ms "$BIG" 3901 3)
+    mb=$(delete_ms "$BIG" 9001 3)
     printf 'scale run deletion without %s: %.0f ms/run (%d leases of history)\n' "$idx" "$mb" "$HISTORY"
   fi
   t0=$(date +%s%3N)
