@@ -71,7 +71,7 @@ ours() {
 }
 
 base_ms=0; ours_ms=0
-for round in 1 2 3; do
+for round in $(seq 1 "${BENCH_ROUNDS:-5}"); do
   b=$(baseline)
   o=$(ours)
   echo "reconciler expiry rows=$ROWS round=$round baseline_ms=$b ours_ms=$o"
