@@ -29,7 +29,15 @@ OBJS = \
 	src/reconcile_pass.o \
 	src/reconcile_steps.o \
 	src/reconcile_retention.o \
-	src/worker.o \
+	src/util.o \
+	src/vocab.o \
+	src/guc_ceiling.o \
+	src/io_registry.o \
+	src/io_shmem.o \
+	src/io_call.o \
+	src/io_wait.o \
+	src/io_worker.o \
+	src/ssh_ops.o \
 	src/ssh_allow.o \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
@@ -39,7 +47,7 @@ OBJS = \
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql $(wildcard sql/$(EXTENSION)--*--*.sql),$(wildcard sql/$(EXTENSION)--*.sql)) \
 	$(wildcard sql/$(EXTENSION)--*--*.sql)
-HEADERS = src/pcr_provider.h
+HEADERS = src/pcr_provider.h src/io.h
 
 SHLIB_LINK += -lssh2 -lsodium
 PG_CPPFLAGS += -I$(srcdir)/src

@@ -140,6 +140,37 @@ REVOKE EXECUTE ON FUNCTION
     paperclip.environments_delete_guard()
 FROM paperclip_agent, paperclip_admin;
 
+-- I/O pool (issue 8): driver_workers_status() also shows the operation and
+-- company each worker serves; validate_environment_config() is STABLE, since
+-- its answer depends on which provider libraries the server loaded.
+DROP FUNCTION paperclip.driver_workers_status();
+CREATE FUNCTION paperclip.driver_workers_status(
+    OUT worker integer,
+    OUT pid integer,
+    OUT state text,
+    OUT requests_served bigint,
+    OUT pooled_sessions integer,
+    OUT operation text,
+    OUT company_id uuid)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_driver_workers_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 2;
+COMMENT ON FUNCTION paperclip.driver_workers_status() IS
+    'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, sessions it keeps open (routes it advertises), and the operation and company of the request it serves (null when idle)';
+REVOKE ALL ON FUNCTION paperclip.driver_workers_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paperclip.driver_workers_status() TO paperclip_admin;
+ALTER FUNCTION paperclip.validate_environment_config(text, jsonb) STABLE;
+
+-- the words C uses (vocab.c) and the registered drivers, for checks against the CHECK constraints
+CREATE FUNCTION paperclip.vocabulary(OUT kind text, OUT name text, OUT terminal boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_vocabulary'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.vocabulary() IS
+    'the status words the C code uses (run_status with terminal, lease_status, lease_policy, cleanup_status, release_status) and the drivers it has; they match the CHECK constraints';
+REVOKE ALL ON FUNCTION paperclip.vocabulary() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paperclip.vocabulary() TO paperclip_admin;
+
 ----------------------------------------------------------------------------
 -- Scale (issue 13): indexes for run deletion and retention.  (A run's
 -- renewal by heartbeat_runs_after_update, above, says "IS TRUE" so that no

@@ -272,7 +272,7 @@ COMMENT ON FUNCTION paperclip.lease_ttl(jsonb) IS
 CREATE FUNCTION paperclip.validate_environment_config(driver text, config jsonb)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'pcr_validate_environment_config'
-LANGUAGE C CALLED ON NULL INPUT IMMUTABLE PARALLEL SAFE;
+LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paperclip.validate_environment_config(text, jsonb) IS
     'validate a driver config and return its normalised form; raises 22023 naming the field';
 
@@ -288,12 +288,22 @@ CREATE FUNCTION paperclip.driver_workers_status(
     OUT pid integer,
     OUT state text,
     OUT requests_served bigint,
-    OUT pooled_sessions integer)
+    OUT pooled_sessions integer,
+    OUT operation text,
+    OUT company_id uuid)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pcr_driver_workers_status'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 2;
 COMMENT ON FUNCTION paperclip.driver_workers_status() IS
-    'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, ssh sessions it keeps open';
+    'one row per driver worker slot: its pid (null while stopped), state, requests answered since server start, sessions it keeps open (routes it advertises), and the operation and company of the request it serves (null when idle)';
+
+-- the words C uses (vocab.c) and the registered drivers, for checks against the CHECK constraints
+CREATE FUNCTION paperclip.vocabulary(OUT kind text, OUT name text, OUT terminal boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_vocabulary'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paperclip.vocabulary() IS
+    'the status words the C code uses (run_status with terminal, lease_status, lease_policy, cleanup_status, release_status) and the drivers it has; they match the CHECK constraints';
 
 -- the background reconciler (docs/reconciler.md)
 CREATE FUNCTION paperclip.reconciler_status(
@@ -547,7 +557,8 @@ TO paperclip_admin;
 GRANT EXECUTE ON FUNCTION
     paperclip.reconciler_status(),
     paperclip.reconciler_wake(),
-    paperclip.driver_workers_status()
+    paperclip.driver_workers_status(),
+    paperclip.vocabulary()
 TO paperclip_admin;
 
 ----------------------------------------------------------------------------

@@ -28,6 +28,34 @@ PcrDriverByName(const char *name)
 	return NULL;
 }
 
+int
+PcrDriverCount(void)
+{
+	return lengthof(pcr_drivers);
+}
+
+const PcrDriver *
+PcrDriverAt(int i)
+{
+	return pcr_drivers[i];
+}
+
+void
+PcrDriversInit(bool preloading)
+{
+	for (int i = 0; i < lengthof(pcr_drivers); i++)
+		if (pcr_drivers[i]->init != NULL)
+			pcr_drivers[i]->init(preloading);
+}
+
+static bool
+owns_provider(const PcrDriver *driver, const char *provider)
+{
+	if (driver->owns_provider != NULL)
+		return driver->owns_provider(provider);
+	return provider != NULL && strcmp(provider, driver->name) == 0;
+}
+
 const PcrDriver *
 PcrDriverOfLease(Jsonb *metadata, const char *provider)
 {
@@ -35,11 +63,120 @@ PcrDriverOfLease(Jsonb *metadata, const char *provider)
 
 	if (name != NULL)
 		return PcrDriverByName(name);
-	if (provider == NULL || strcmp(provider, "local") == 0)
-		return &pcr_driver_local;
-	if (strcmp(provider, "ssh") == 0)
-		return &pcr_driver_ssh;
-	return &pcr_driver_sandbox;
+	for (int i = 0; i < lengthof(pcr_drivers); i++)
+		if (owns_provider(pcr_drivers[i], provider))
+			return pcr_drivers[i];
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * The vtable's defaults
+ * ------------------------------------------------------------------------ */
+const char *
+PcrDriverLeasePolicy(const PcrDriver *driver, Jsonb *config)
+{
+	return driver->lease_policy ? driver->lease_policy(config) : "ephemeral";
+}
+
+void
+PcrDriverCheckAvailable(const PcrDriver *driver, Jsonb *config)
+{
+	if (driver->check_available)
+		driver->check_available(config);
+}
+
+bool
+PcrDriverReleaseNeedsCleanup(const PcrDriver *driver, Jsonb *lease_metadata)
+{
+	return driver->release_needs_cleanup ? driver->release_needs_cleanup(lease_metadata) : false;
+}
+
+Jsonb *
+PcrDriverProbe(const PcrDriver *driver, const PcrLeaseRequest *req)
+{
+	if (driver->probe)
+		return driver->probe(req);
+	return PcrProbeResult(true, driver->name,
+						  psprintf("driver \"%s\" needs no connection", driver->name), NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Cleanup requests: head, provider, provider_lease_id (NUL-terminated),
+ * then the metadata jsonb as it is stored
+ * ------------------------------------------------------------------------ */
+typedef struct PcrCleanupHead
+{
+	pg_uuid_t	lease_id;
+	pg_uuid_t	company_id;
+	int32		attempt;
+	int32		flags;			/* which of the three are present */
+	uint32		len[3];
+} PcrCleanupHead;
+
+char *
+PcrLeaseCleanupPack(const PcrLeaseCleanup *lease, Size *len)
+{
+	PcrCleanupHead head;
+	const char *parts[3] = {lease->provider, lease->provider_lease_id, (const char *) lease->metadata};
+	char	   *buf;
+	Size		off = sizeof(head);
+
+	memset(&head, 0, sizeof(head));
+	head.lease_id = lease->lease_id;
+	head.company_id = lease->company_id;
+	head.attempt = lease->attempt;
+	*len = sizeof(head);
+	for (int i = 0; i < 3; i++)
+	{
+		if (parts[i] == NULL)
+			continue;
+		head.flags |= 1 << i;
+		head.len[i] = i == 2 ? VARSIZE(lease->metadata) : strlen(parts[i]) + 1;
+		*len += head.len[i];
+	}
+	buf = palloc(*len);
+	memcpy(buf, &head, sizeof(head));
+	for (int i = 0; i < 3; i++)
+	{
+		if (parts[i] == NULL)
+			continue;
+		memcpy(buf + off, parts[i], head.len[i]);
+		off += head.len[i];
+	}
+	return buf;
+}
+
+void
+PcrLeaseCleanupUnpack(const PcrIoRequest *req, PcrLeaseCleanup *lease)
+{
+	PcrCleanupHead head;
+	Size		off = sizeof(head);
+	char	   *parts[3] = {NULL, NULL, NULL};
+
+	if (req->len < sizeof(head))
+		elog(ERROR, "malformed cleanup request");
+	memcpy(&head, req->data, sizeof(head));
+	for (int i = 0; i < 3; i++)
+	{
+		if (!(head.flags & (1 << i)))
+			continue;
+		if (head.len[i] == 0 || head.len[i] > req->len - off)
+			elog(ERROR, "malformed cleanup request");
+		parts[i] = palloc(head.len[i]);	/* aligned, for the jsonb */
+		memcpy(parts[i], req->data + off, head.len[i]);
+		off += head.len[i];
+	}
+	if ((parts[0] && parts[0][head.len[0] - 1] != '\0') ||
+		(parts[1] && parts[1][head.len[1] - 1] != '\0') ||
+		(parts[2] && VARSIZE(parts[2]) != head.len[2]))
+		elog(ERROR, "malformed cleanup request");
+	memset(lease, 0, sizeof(*lease));
+	lease->lease_id = head.lease_id;
+	lease->company_id = head.company_id;
+	lease->attempt = head.attempt;
+	lease->provider = parts[0];
+	lease->provider_lease_id = parts[1];
+	lease->metadata = (Jsonb *) parts[2];
 }
 
 void
@@ -68,12 +205,6 @@ PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details)
 	PcrJbAddText(&b, "summary", summary);
 	PcrJbAddJsonb(&b, "details", details);
 	return PcrJbFinish(&b);
-}
-
-char *
-PcrUuidToCString(const pg_uuid_t *uuid)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) uuid)));
 }
 
 int64

@@ -10,6 +10,8 @@
 #include "pcr.h"
 #include "pcr_provider.h"
 #include "jsonb_util.h"
+#include "io.h"
+#include "util.h"
 
 /*
  * A released lease whose side effects a driver must carry out (cleanup_status
@@ -18,55 +20,74 @@
 typedef struct PcrLeaseCleanup
 {
 	pg_uuid_t	lease_id;
+	pg_uuid_t	company_id;
 	const char *provider;		/* environment_leases.provider, may be NULL */
 	const char *provider_lease_id;	/* may be NULL */
 	Jsonb	   *metadata;		/* the lease's metadata, may be NULL */
 	int			attempt;		/* 1 for the first try */
 } PcrLeaseCleanup;
 
+/*
+ * A driver.  Entries marked optional may be NULL: the default applies, so a
+ * driver writes only what it does differently.
+ */
 typedef struct PcrDriver
 {
 	const char *name;			/* environments.driver */
+
+	/* Optional: from _PG_init, define the driver's settings and I/O backends. */
+	void		(*init) (bool preloading);
+
+	/*
+	 * Optional: does a lease with this provider column (possibly NULL)
+	 * belong to this driver?  Default: provider equals the driver's name.
+	 * Used for rows written without metadata.driver; the registry is asked
+	 * in order, so a catch-all comes last.
+	 */
+	bool		(*owns_provider) (const char *provider);
 
 	/* Validate and normalise a config; ereport 22023 naming the field. */
 	Jsonb	   *(*validate) (Jsonb *config);
 
 	/*
-	 * lease_policy of a new lease for this (normalised) config; a policy of
+	 * Optional: lease_policy of a new lease for this (normalised) config;
 	 * "reuse_by_environment" makes the environment exclusive: one run at a
 	 * time.  The lease trigger calls it for every active lease written, so
-	 * it must answer for any stored config without raising.
+	 * it must answer for any stored config without raising.  Default: "ephemeral".
 	 */
 	const char *(*lease_policy) (Jsonb *config);
 
 	/*
-	 * Raise 0A000/55000 when acquiring on this config cannot be done in this
-	 * build or server (called before anything is written).
+	 * Optional: raise 0A000/55000 when acquiring on this config cannot be
+	 * done in this build or server (called before anything is written).
 	 */
 	void		(*check_available) (Jsonb *config);
 
 	/* Fill in the grant for a new lease; runs inside the caller's SPI. */
 	void		(*acquire) (const PcrLeaseRequest *req, PcrLeaseGrant *grant);
 
-	/* Does releasing a lease of this driver have side effects (cleanup)? */
+	/* Optional: does releasing a lease of this driver have side effects?  Default: no. */
 	bool		(*release_needs_cleanup) (Jsonb *lease_metadata);
 
 	/*
-	 * Optional: carry out the release side effects of one lease (destroy a
-	 * sandbox, ...).  Called by the reconciler, outside any client
-	 * transaction, for leases with cleanup_status 'pending'.  Return true
-	 * when done (or nothing was left to do); false with *error set to a
-	 * palloc'd message (never a secret) to have it retried with backoff, up
-	 * to paperclip.cleanup_max_attempts.  An ereport(ERROR) counts as a
-	 * failed attempt too.  NULL: the driver has no side effects, so a pending
-	 * cleanup is complete at once.
+	 * Optional: the I/O operation that carries out the release side effects
+	 * of one lease (destroy a sandbox, ...).  The reconciler calls it through
+	 * the pool, after the release committed, outside any transaction, for
+	 * leases with cleanup_status 'pending'; the request is a packed
+	 * PcrLeaseCleanup (PcrLeaseCleanupUnpack), the answer is ignored.
+	 * Returning is success (also when nothing was left to do); raising is a
+	 * failed attempt, retried with backoff up to
+	 * paperclip.cleanup_max_attempts, its message (never a secret) kept in
+	 * cleanup_error.  NULL: no side effects, a pending cleanup is complete
+	 * at once.
 	 */
-	bool		(*cleanup) (const PcrLeaseCleanup *lease, char **error);
+	const PcrIoOperation *cleanup_op;
 
 	/*
-	 * Check that the environment can be used, without writing anything:
-	 * returns {ok, driver, summary, details}.  May raise; the caller
-	 * (environment_probe) turns an error into {ok: false, ...}.
+	 * Optional: check that the environment can be used, without writing
+	 * anything: returns {ok, driver, summary, details}.  May raise; the
+	 * caller (environment_probe) turns an error into {ok: false, ...}.
+	 * Default: ok, "driver <name> needs no connection".
 	 */
 	Jsonb	   *(*probe) (const PcrLeaseRequest *req);
 } PcrDriver;
@@ -75,13 +96,30 @@ extern const PcrDriver pcr_driver_local;
 extern const PcrDriver pcr_driver_ssh;
 extern const PcrDriver pcr_driver_sandbox;
 
+/* _PG_init: every driver's init */
+extern void PcrDriversInit(bool preloading);
+
 /* NULL when unknown */
 extern const PcrDriver *PcrDriverByName(const char *name);
 
+/* The names of the registered drivers, in registry order (for the vocabulary). */
+extern int	PcrDriverCount(void);
+extern const PcrDriver *PcrDriverAt(int i);
+
+/* The vtable's entries with their defaults applied. */
+extern const char *PcrDriverLeasePolicy(const PcrDriver *driver, Jsonb *config);
+extern void PcrDriverCheckAvailable(const PcrDriver *driver, Jsonb *config);
+extern bool PcrDriverReleaseNeedsCleanup(const PcrDriver *driver, Jsonb *lease_metadata);
+extern Jsonb *PcrDriverProbe(const PcrDriver *driver, const PcrLeaseRequest *req);
+
+/* A PcrLeaseCleanup as the request of a cleanup operation, and back (worker side). */
+extern char *PcrLeaseCleanupPack(const PcrLeaseCleanup *lease, Size *len);
+extern void PcrLeaseCleanupUnpack(const PcrIoRequest *req, PcrLeaseCleanup *lease);
+
 /*
  * The driver a lease was acquired with: metadata.driver, or for rows written
- * by hand without it, the driver implied by the provider column.  NULL when
- * unknown.
+ * by hand without it, the first driver that owns the provider column.  NULL
+ * when unknown.
  */
 extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
@@ -124,8 +162,5 @@ extern void PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLe
 
 /* {ok, driver, summary, details} for a probe; details may be NULL */
 extern Jsonb *PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details);
-
-/* uuid → canonical text (palloc'd) */
-extern char *PcrUuidToCString(const pg_uuid_t *uuid);
 
 #endif							/* PCR_DRIVER_H */

@@ -17,17 +17,6 @@ local_validate(Jsonb *config)
 	return config;
 }
 
-static const char *
-local_lease_policy(Jsonb *config)
-{
-	return "ephemeral";
-}
-
-static void
-local_check_available(Jsonb *config)
-{
-}
-
 static void
 local_acquire(const PcrLeaseRequest *req, PcrLeaseGrant *grant)
 {
@@ -39,10 +28,11 @@ local_acquire(const PcrLeaseRequest *req, PcrLeaseGrant *grant)
 	grant->metadata = PcrJbFinish(&b);
 }
 
+/* Leases written by hand without a provider are local ones too. */
 static bool
-local_release_needs_cleanup(Jsonb *lease_metadata)
+local_owns_provider(const char *provider)
 {
-	return false;
+	return provider == NULL || strcmp(provider, "local") == 0;
 }
 
 static Jsonb *
@@ -53,10 +43,8 @@ local_probe(const PcrLeaseRequest *req)
 
 const PcrDriver pcr_driver_local = {
 	.name = "local",
+	.owns_provider = local_owns_provider,
 	.validate = local_validate,
-	.lease_policy = local_lease_policy,
-	.check_available = local_check_available,
 	.acquire = local_acquire,
-	.release_needs_cleanup = local_release_needs_cleanup,
 	.probe = local_probe,
 };

@@ -164,40 +164,73 @@ sandbox_release_needs_cleanup(Jsonb *lease_metadata)
 }
 
 /*
- * Release side effects of a sandbox lease, run by the reconciler.  The
+ * Release side effects of a sandbox lease: the "sandbox.cleanup" operation,
+ * run in a driver worker when the reconciler calls it through the pool.  The
  * provider is the one recorded on the lease; one that is not registered in
  * this server cannot be reached, which fails the attempt (and after
  * paperclip.cleanup_max_attempts, the cleanup) with a message naming it.
  */
-static bool
-sandbox_cleanup(const PcrLeaseCleanup *lease, char **error)
+static void
+sandbox_cleanup_run(PcrIoRequest *req, PcrIoResponse *resp)
 {
-	char	   *name = PcrJsonbGetText(lease->metadata, "provider");
+	PcrLeaseCleanup lease;
+	char	   *name;
 	const PcrSandboxProvider *p;
 
-	if (name == NULL && lease->provider != NULL)
-		name = pstrdup(lease->provider);
+	PcrLeaseCleanupUnpack(req, &lease);
+	name = PcrJsonbGetText(lease.metadata, "provider");
+	if (name == NULL && lease.provider != NULL)
+		name = pstrdup(lease.provider);
 	if (name == NULL)
-	{
-		*error = pstrdup("sandbox lease names no provider");
-		return false;
-	}
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("sandbox lease names no provider")));
 	p = PcrSandboxProviderByName(name);
 	if (p == NULL)
-	{
-		*error = psprintf("sandbox provider \"%s\" is not registered in this server", name);
-		return false;
-	}
-	if (!p->release_needs_cleanup(lease->metadata))
-		return true;
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_UNSUPPORTED),
+				 errmsg("sandbox provider \"%s\" is not registered in this server", name)));
+	if (!p->release_needs_cleanup(lease.metadata))
+		return;
 
 	/*
 	 * PCR_PROVIDER_ABI_VERSION 1 has no teardown entry point, so a provider
 	 * that asks for cleanup cannot be served yet: say so rather than report
 	 * a sandbox destroyed that was not.
 	 */
-	*error = psprintf("sandbox provider \"%s\" has no teardown entry point", name);
-	return false;
+	ereport(ERROR,
+			(errcode(PCR_ERRCODE_UNSUPPORTED),
+			 errmsg("sandbox provider \"%s\" has no teardown entry point", name)));
+}
+
+static const PcrIoOperation sandbox_cleanup_op = {
+	.name = "sandbox.cleanup",
+	.max_request = 1024 * 1024,
+	.max_response = 0,
+	.run = sandbox_cleanup_run,
+};
+
+static const PcrIoOperation *const sandbox_ops[] = {&sandbox_cleanup_op};
+
+static const PcrIoBackend sandbox_backend = {
+	.abi_version = PCR_IO_ABI_VERSION,
+	.name = "sandbox",
+	.ops = sandbox_ops,
+	.nops = lengthof(sandbox_ops),
+};
+
+static void
+sandbox_init(bool preloading)
+{
+	if (preloading)
+		PcrIoRegisterBackend(&sandbox_backend);
+}
+
+/* The catch-all of the registry: any provider the drivers before it do not own. */
+static bool
+sandbox_owns_provider(const char *provider)
+{
+	return provider != NULL;
 }
 
 /*
@@ -227,11 +260,13 @@ sandbox_probe(const PcrLeaseRequest *req)
 
 const PcrDriver pcr_driver_sandbox = {
 	.name = "sandbox",
+	.init = sandbox_init,
+	.owns_provider = sandbox_owns_provider,
 	.validate = sandbox_validate,
 	.lease_policy = sandbox_lease_policy,
 	.check_available = sandbox_check_available,
 	.acquire = sandbox_acquire,
 	.release_needs_cleanup = sandbox_release_needs_cleanup,
 	.probe = sandbox_probe,
-	.cleanup = sandbox_cleanup,
+	.cleanup_op = &sandbox_cleanup_op,
 };

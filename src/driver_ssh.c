@@ -3,25 +3,62 @@
  *
  * The config contract of docs/drivers.md, and the caller's half of an ssh acquire or
  * probe: the request is built here (the private key resolved from its secret
- * in the caller's transaction), handed to a driver worker (worker.c), which
- * does the network I/O with libssh2 (ssh_client.c); the lease row is then
- * written by lease.c in the caller's transaction.
+ * in the caller's transaction), handed to a driver worker through the I/O
+ * pool (io.h), whose ssh operations (ssh_ops.c) do the network I/O with
+ * libssh2 (ssh_client.c); the lease row is then written by lease.c in the
+ * caller's transaction.  The ssh settings are defined here.
  */
 #include "pcr.h"
 #include "driver.h"
 #include "secret.h"
 #include "secret_ref.h"
 #include "ssh_allow.h"
-#include "worker.h"
+#include "ssh_proto.h"
+#include "guc_ceiling.h"
 
-#include <sodium.h>
+#include <limits.h>
 
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/guc.h"
 #include "utils/numeric.h"
+
+/* the ssh driver's settings (docs/configuration.md) */
+static int	pcr_ssh_connect_timeout = 10000;	/* milliseconds */
+static char *pcr_runtime_api_candidates = NULL;
+static PcrGucCeiling connect_timeout_ceiling = {"paperclip.ssh_connect_timeout", 10000};
+
+static bool
+check_connect_timeout(int *newval, void **extra, GucSource source)
+{
+	return PcrGucCeilingCheck(&connect_timeout_ceiling, *newval, source);
+}
+
+/* _PG_init: the settings, and the client's operations in the I/O pool. */
+static void
+ssh_init(bool preloading)
+{
+	DefineCustomIntVariable("paperclip.ssh_connect_timeout",
+							"Longest time an SSH connection may take to establish.",
+							"A ceiling: only superusers may set it above the server's value.",
+							&pcr_ssh_connect_timeout, 10000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, check_connect_timeout, NULL, NULL);
+	/*
+	 * Read by the calling backend at acquire time, so a session may carry
+	 * its own: superuser-set, and grantable with GRANT SET ON PARAMETER.
+	 */
+	DefineCustomStringVariable("paperclip.runtime_api_candidates",
+							   "JSON array of control-plane API URLs tried from remote hosts.",
+							   "When unset, the environment variable PAPERCLIP_RUNTIME_API_CANDIDATES_JSON is used.",
+							   &pcr_runtime_api_candidates, NULL,
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	PcrSshAllowInit();
+	if (preloading)
+		PcrSshRegisterIo();
+}
 
 static const char *const ssh_keys[] = {
 	"host", "port", "username", "remoteWorkspacePath", "privateKey",
@@ -52,7 +89,7 @@ trimmed(const char *s, int len)
 
 /*
  * Bounds of the stored config; each fits the worker request field it is
- * copied into (worker.h) with its terminating NUL.
+ * copied into (ssh_proto.h) with its terminating NUL.
  */
 #define SSH_USERNAME_MAX_BYTES		255
 #define SSH_PATH_MAX_BYTES			4095
@@ -156,12 +193,6 @@ ssh_validate(Jsonb *config)
 	return PcrJbFinish(&b);
 }
 
-static const char *
-ssh_lease_policy(Jsonb *config)
-{
-	return "ephemeral";
-}
-
 static void
 ssh_check_available(Jsonb *config)
 {
@@ -172,26 +203,28 @@ ssh_check_available(Jsonb *config)
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("invalid ssh environment config: \"privateKeySecretRef\" is required to connect"),
 				 errhint("Store the key with paperclip.secret_create() and reference it with \"privateKeySecretRef\".")));
-	PcrRequireDriverWorkers();
+	PcrIoRequireWorkers();
 }
 
-/* Copy a config string into a fixed request field, or raise 22023. */
-static void
-copy_field(char *dst, size_t dstlen, const char *src, const char *field)
+/* A config string for a request field, or raise 22023 when it is too long. */
+static const char *
+field(Jsonb *config, const char *name, size_t max)
 {
-	if (src == NULL)
-		src = "";
-	if (strlen(src) >= dstlen)
-		PcrConfigError("ssh", field, "is too long (at most %d bytes)", (int) dstlen - 1);
-	strlcpy(dst, src, dstlen);
+	char	   *v = PcrJsonbGetText(config, name);
+
+	if (v == NULL)
+		return "";
+	if (strlen(v) >= max)
+		PcrConfigError("ssh", name, "is too long (at most %d bytes)", (int) max - 1);
+	return v;
 }
 
 /*
  * The paperclip API candidates, one per line: paperclip.runtime_api_candidates,
  * else PAPERCLIP_RUNTIME_API_CANDIDATES_JSON; a JSON array of URLs.
  */
-static void
-api_candidates(char *dst, size_t dstlen)
+static char *
+api_candidates(size_t max)
 {
 	const char *json = pcr_runtime_api_candidates;
 	const char *source = "paperclip.runtime_api_candidates";
@@ -206,9 +239,8 @@ api_candidates(char *dst, size_t dstlen)
 		json = getenv("PAPERCLIP_RUNTIME_API_CANDIDATES_JSON");
 		source = "PAPERCLIP_RUNTIME_API_CANDIDATES_JSON";
 	}
-	dst[0] = '\0';
 	if (json == NULL || json[0] == '\0')
-		return;
+		return "";
 	/* check the syntax first, so that bad JSON is our 22023, not a parse error */
 	if (pg_parse_json(makeJsonLexContextCstringLen(pstrdup(json), strlen(json), PG_UTF8, true),
 					  &nullSemAction) != JSON_SUCCESS)
@@ -246,41 +278,33 @@ api_candidates(char *dst, size_t dstlen)
 			appendStringInfoChar(&buf, '\n');
 		appendStringInfoString(&buf, url);
 	}
-	if ((size_t) buf.len >= dstlen)
+	if ((size_t) buf.len >= max)
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
-				 errmsg("invalid %s: too long (at most %d bytes)", source, (int) dstlen - 1)));
-	strlcpy(dst, buf.data, dstlen);
+				 errmsg("invalid %s: too long (at most %d bytes)", source, (int) max - 1)));
+	return buf.data;
 }
 
-/* Build a worker request for this environment; the key comes from its secret. */
-static PcrSshRequest *
-ssh_request(const PcrLeaseRequest *req, PcrWorkerOp op)
+/* An ssh request for the pool, and what the lease row needs of it. */
+typedef struct SshCall
 {
-	PcrSshRequest *r = palloc0(sizeof(PcrSshRequest));
+	const char *host;
+	const char *username;
+	const char *path;
+	int32		port;
+	bool		strict_host_key_checking;
+	char	   *packed;			/* PcrSshRequestHead, then the fields (ssh_proto.h) */
+	Size		packed_len;
+	PcrIoRange	key_range;
+	uint64		route;
+} SshCall;
+
+/* The private key from its secret: 22023 when empty or too large. */
+static PcrPlaintext
+resolve_key(const PcrLeaseRequest *req)
+{
 	JsonbValue	v;
 	PcrPlaintext key;
-
-	ssh_check_available(req->config);
-	r->op = op;
-	copy_field(r->host, sizeof(r->host), PcrJsonbGetText(req->config, "host"), "host");
-	copy_field(r->username, sizeof(r->username), PcrJsonbGetText(req->config, "username"), "username");
-	copy_field(r->path, sizeof(r->path), PcrJsonbGetText(req->config, "remoteWorkspacePath"),
-			   "remoteWorkspacePath");
-	copy_field(r->known_hosts, sizeof(r->known_hosts), PcrJsonbGetText(req->config, "knownHosts"),
-			   "knownHosts");
-	r->port = 22;
-	if (PcrJsonbGet(req->config, "port", &v) != NULL && v.type == jbvNumeric)
-	{
-		int64		port;
-
-		if (PcrNumericToInt64(v.val.numeric, &port))
-			r->port = (int32) port;
-	}
-	PcrSshCheckAllowed(r->host, r->port);	/* before any I/O, and before the key is decrypted */
-	r->strict_host_key_checking = PcrJsonbGetBool(req->config, "strictHostKeyChecking", true);
-	r->connect_timeout_ms = pcr_ssh_connect_timeout;
-	api_candidates(r->candidates, sizeof(r->candidates));
 
 	PcrJsonbGet(req->config, "privateKeySecretRef", &v);
 	key = PcrSecretResolve(&req->company_id, JsonbValueToJsonb(&v));
@@ -291,29 +315,113 @@ ssh_request(const PcrLeaseRequest *req, PcrWorkerOp op)
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("the secret in privateKeySecretRef is empty, not a private key")));
 	}
-	if (key.len >= sizeof(r->key))
+	if (key.len >= PCR_SSH_KEY_MAX)
 	{
 		PcrPlaintextFree(&key);
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("the private key in privateKeySecretRef is too large (at most %d bytes)",
-						(int) sizeof(r->key) - 1)));
+						PCR_SSH_KEY_MAX - 1)));
 	}
-	memcpy(r->key, key.data, key.len);
-	r->key_len = key.len;
-	PcrPlaintextFree(&key);
-	PcrSshCacheKey(r);
+	return key;
+}
+
+/*
+ * Pack head and fields into one buffer of exactly the right size (so that no
+ * reallocation leaves a copy of the key behind); the key goes last.
+ */
+static void
+pack(SshCall *r, const char *const *fields, PcrPlaintext *key, int32 connect_timeout_ms)
+{
+	PcrSshRequestHead head;
+	PcrIoHashPart parts[5];
+	Size		off = sizeof(head);
+
+	memset(&head, 0, sizeof(head));
+	head.port = r->port;
+	head.connect_timeout_ms = connect_timeout_ms;
+	head.strict_host_key_checking = r->strict_host_key_checking;
+	r->packed_len = sizeof(head);
+	for (int i = 0; i < SSH_KEY; i++)
+		r->packed_len += (head.len[i] = strlen(fields[i])) + 1;
+	head.len[SSH_KEY] = key->len;
+	r->packed_len += key->len + 1;
+	r->packed = palloc0(r->packed_len);
+	for (int i = 0; i < SSH_KEY; i++)
+	{
+		memcpy(r->packed + off, fields[i], head.len[i]);
+		off += head.len[i] + 1;
+	}
+	/* the session's identity: host, port, user and key, keyed per server start */
+	parts[0] = (PcrIoHashPart) {r->host, strlen(r->host) + 1};
+	parts[1] = (PcrIoHashPart) {&r->port, sizeof(r->port)};
+	parts[2] = (PcrIoHashPart) {r->username, strlen(r->username) + 1};
+	parts[3] = (PcrIoHashPart) {key->data, key->len};
+	/* a session opened under another allow-list is not reused */
+	parts[4] = (PcrIoHashPart) {PcrSshAllowedHostsSetting(), strlen(PcrSshAllowedHostsSetting()) + 1};
+	PcrIoRouteKey(parts, lengthof(parts), head.cache_key);
+	r->route = PcrIoRouteOf(head.cache_key);
+	memcpy(r->packed, &head, sizeof(head));
+
+	/* the key last: from here on only PcrIoInvoke() holds it, and zeroes it */
+	r->key_range.offset = off;
+	r->key_range.len = key->len;
+	memcpy(r->packed + off, key->data, key->len);
+	PcrPlaintextFree(key);
+}
+
+/* Build a worker request for this environment; the key comes from its secret. */
+static SshCall *
+ssh_request(const PcrLeaseRequest *req)
+{
+	SshCall    *r = palloc0(sizeof(SshCall));
+	const char *fields[SSH_NFIELDS];
+	JsonbValue	v;
+	PcrPlaintext key;
+
+	ssh_check_available(req->config);
+	r->host = fields[SSH_HOST] = field(req->config, "host", PCR_SSH_HOST_MAX);
+	r->username = fields[SSH_USERNAME] = field(req->config, "username", PCR_SSH_USER_MAX);
+	r->path = fields[SSH_PATH] = field(req->config, "remoteWorkspacePath", PCR_SSH_PATH_MAX);
+	fields[SSH_KNOWN_HOSTS] = field(req->config, "knownHosts", PCR_SSH_KNOWN_HOSTS_MAX);
+	r->port = 22;
+	if (PcrJsonbGet(req->config, "port", &v) != NULL && v.type == jbvNumeric)
+	{
+		int64		port;
+
+		if (PcrNumericToInt64(v.val.numeric, &port))
+			r->port = (int32) port;
+	}
+	PcrSshCheckAllowed(r->host, r->port);	/* before any I/O, and before the key is decrypted */
+	r->strict_host_key_checking = PcrJsonbGetBool(req->config, "strictHostKeyChecking", true);
+	fields[SSH_CANDIDATES] = api_candidates(PCR_SSH_CANDIDATES_MAX);
+
+	key = resolve_key(req);
+	pack(r, fields, &key, pcr_ssh_connect_timeout);
 	return r;
 }
 
 /* Hand the request to a worker; the key is zeroed whatever happens. */
 static PcrSshResponse *
-ssh_call(PcrSshRequest *r)
+ssh_call(const PcrLeaseRequest *req, SshCall *r, const PcrIoOperation *op)
 {
-	PcrSshResponse *resp = palloc0(sizeof(PcrSshResponse));
+	PcrIoCall	call = {
+		.op = op,
+		.company_id = &req->company_id,
+		.route = r->route,
+		.request = r->packed,
+		.request_len = r->packed_len,
+		.secrets = &r->key_range,
+		.nsecrets = 1,
+		.response_max = sizeof(PcrSshResponse),
+		.target = r->host,
+	};
+	PcrIoResult result;
 
-	PcrDriverCall(r, resp);
-	return resp;
+	PcrIoInvoke(&call, &result);
+	if (result.len != sizeof(PcrSshResponse))
+		elog(ERROR, "ssh answer of %zu bytes, expected %zu", result.len, sizeof(PcrSshResponse));
+	return (PcrSshResponse *) result.data;
 }
 
 static char *
@@ -325,8 +433,8 @@ host_for_url(const char *host)
 static void
 ssh_acquire(const PcrLeaseRequest *req, PcrLeaseGrant *grant)
 {
-	PcrSshRequest *r = ssh_request(req, PCR_OP_SSH_ACQUIRE);
-	PcrSshResponse *resp = ssh_call(r);
+	SshCall    *r = ssh_request(req);
+	PcrSshResponse *resp = ssh_call(req, r, &pcr_ssh_op_acquire);
 	PcrJsonbBuilder b;
 
 	grant->provider = "ssh";
@@ -345,8 +453,8 @@ ssh_acquire(const PcrLeaseRequest *req, PcrLeaseGrant *grant)
 static Jsonb *
 ssh_probe(const PcrLeaseRequest *req)
 {
-	PcrSshRequest *r = ssh_request(req, PCR_OP_SSH_PROBE);
-	PcrSshResponse *resp = ssh_call(r);
+	SshCall    *r = ssh_request(req);
+	PcrSshResponse *resp = ssh_call(req, r, &pcr_ssh_op_probe);
 	PcrJsonbBuilder details;
 	char	   *where = psprintf("%s@%s:%d", r->username, host_for_url(r->host), r->port);
 
@@ -371,18 +479,11 @@ ssh_probe(const PcrLeaseRequest *req)
 						  PcrJbFinish(&details));
 }
 
-static bool
-ssh_release_needs_cleanup(Jsonb *lease_metadata)
-{
-	return false;
-}
-
 const PcrDriver pcr_driver_ssh = {
 	.name = "ssh",
+	.init = ssh_init,
 	.validate = ssh_validate,
-	.lease_policy = ssh_lease_policy,
 	.check_available = ssh_check_available,
 	.acquire = ssh_acquire,
-	.release_needs_cleanup = ssh_release_needs_cleanup,
 	.probe = ssh_probe,
 };

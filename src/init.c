@@ -1,32 +1,62 @@
 /*
- * init.c — _PG_init: GUCs, hooks and background-worker registration
+ * init.c — _PG_init: the core's GUCs, each family's Init(), one shmem hook pair
+ *
+ * The I/O pool (io_shmem.c) and each driver (driver.c → their init) define
+ * their own settings and register their workers and I/O backends; the one
+ * shmem request/startup hook pair here fans out to every family that keeps
+ * shared memory.
  */
 #include "pcr.h"
+#include "driver.h"
+#include "io_shmem.h"
 #include "reconciler.h"
-#include "ssh_allow.h"
 #include "tenant.h"
-#include "worker.h"
-
-#include <limits.h>
 
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
 char	   *pcr_database = NULL;
-int			pcr_driver_workers = 2;
 char	   *pcr_master_key_file = NULL;
 int			pcr_lease_ttl_guc = 6 * 3600;
-int			pcr_acquire_timeout = 30000;
-int			pcr_ssh_connect_timeout = 10000;
-char	   *pcr_runtime_api_candidates = NULL;
 int			pcr_reconcile_interval = 10000;
 int			pcr_cleanup_max_attempts = 5;
 int			pcr_lease_retention = 0;
+char	   *pcr_company_id = NULL;
+#ifdef USE_ASSERT_CHECKING
+bool		pcr_check_lookup_paths = true;
+#else
+bool		pcr_check_lookup_paths = false;
+#endif
 bool		pcr_preloaded = false;
 
 void		_PG_init(void);
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+pcr_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	PcrReconcilerShmemRequest();
+	PcrIoShmemRequest();
+}
+
+static void
+pcr_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	PcrReconcilerShmemStartup();
+	PcrIoShmemStartup();
+	LWLockRelease(AddinShmemInitLock);
+}
 
 void
 _PG_init(void)
@@ -46,10 +76,6 @@ _PG_init(void)
 							   "Database the paperclip reconciler connects to.",
 							   NULL, &pcr_database, "postgres",
 							   worker_context, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("paperclip.driver_workers",
-							"Number of driver workers doing network and process I/O.",
-							NULL, &pcr_driver_workers, 2, 0, 64,
-							worker_context, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("paperclip.master_key_file",
 							   "File holding the master key(s) that encrypt company secrets.",
 							   NULL, &pcr_master_key_file, NULL,
@@ -58,23 +84,6 @@ _PG_init(void)
 							"Default lease time-to-live, unless config.leaseTtlSeconds is set.",
 							NULL, &pcr_lease_ttl_guc, 6 * 3600, 1, PCR_MAX_LEASE_TTL_SECONDS,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomIntVariable("paperclip.acquire_timeout",
-							"Longest time an acquire waits for a driver worker.",
-							NULL, &pcr_acquire_timeout, 30000, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
-	DefineCustomIntVariable("paperclip.ssh_connect_timeout",
-							"Longest time an SSH connection may take to establish.",
-							NULL, &pcr_ssh_connect_timeout, 10000, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
-	/*
-	 * Read by the calling backend at acquire time, so a session may carry
-	 * its own: superuser-set, and grantable with GRANT SET ON PARAMETER.
-	 */
-	DefineCustomStringVariable("paperclip.runtime_api_candidates",
-							   "JSON array of control-plane API URLs tried from remote hosts.",
-							   "When unset, the environment variable PAPERCLIP_RUNTIME_API_CANDIDATES_JSON is used.",
-							   &pcr_runtime_api_candidates, NULL,
-							   PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("paperclip.reconcile_interval",
 							"Time between two passes of the reconciler.",
 							NULL, &pcr_reconcile_interval, 10000, 100, INT_MAX,
@@ -90,10 +99,20 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	PcrTenantInit();
 
-	PcrSshAllowInit();
-
+	DefineCustomBoolVariable("paperclip.check_lookup_paths",
+							 "Repeat every direct acquire lookup through SPI and compare (for tests).",
+							 NULL, &pcr_check_lookup_paths, pcr_check_lookup_paths,
+							 PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	PcrIoInit(pcr_preloaded);
+	PcrDriversInit(pcr_preloaded);	/* the ssh driver's include paperclip.ssh_allowed_hosts */
 	MarkGUCPrefixReserved("paperclip");
 
 	PcrReconcilerInit();
-	PcrDriverWorkersInit();
+	if (pcr_preloaded)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = pcr_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = pcr_shmem_startup;
+	}
 }

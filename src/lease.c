@@ -10,6 +10,7 @@
 #include "lease_lookup.h"
 #include "lease_probe.h"
 #include "spi_util.h"
+#include "vocab.h"
 #include "tenant.h"
 
 #include "access/htup_details.h"
@@ -44,13 +45,6 @@ typedef enum PcrPlanId
 	PLAN_LOCK_ENVIRONMENT,
 	PLAN_COUNT
 } PcrPlanId;
-
-typedef struct PcrPlanDef
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[10];
-} PcrPlanDef;
 
 /*
  * The active leases a statement reads or changes are first found by a
@@ -135,24 +129,15 @@ static SPIPlanPtr plans[PLAN_COUNT];
 static void
 run_plan(PcrPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
 {
-	SPIPlanPtr	plan = PcrKeepGenericPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
-										  (Oid *) plan_defs[id].argtypes);
-	int			rc = PcrExecutePlanQuietly(plan, values, nulls, read_only, limit);
-
-	if (rc != expected_rc)
-		elog(ERROR, "paperclip query %d failed: %s", (int) id, SPI_result_code_string(rc));
+	/* prepared generic (see above) before PcrRunPlanDef finds it kept */
+	(void) PcrKeepGenericPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
+							  (Oid *) plan_defs[id].argtypes);
+	PcrRunPlanDef(plans, plan_defs, id, values, nulls, read_only, limit, expected_rc);
 }
 
 /* ------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------ */
-bool
-PcrRunStatusIsTerminal(const char *status)
-{
-	return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
-		strcmp(status, "cancelled") == 0 || strcmp(status, "timed_out") == 0;
-}
-
 static char *
 spi_text(int row, int col)
 {
@@ -260,7 +245,52 @@ check_holder(const PcrLeaseRequest *req)
 	}
 }
 
-/* The run's active lease on the environment, as a row, into SPI_tuptable; false if none. */
+/*
+ * Look up the environment and the run and check them (each failure with its
+ * own SQLSTATE, nothing written); the environment's driver.
+ */
+static const PcrDriver *
+acquire_checks(PcrLeaseRequest *req, PcrAcquireLookup *lk)
+{
+	const PcrDriver *driver;
+
+	PcrLookupForAcquire(req, lk);
+	if (!lk->found_environment)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("environment %s does not exist in company %s",
+						PcrUuidToCString(&req->environment_id), PcrUuidToCString(&req->company_id))));
+
+	/* the environment: active */
+	req->environment_name = lk->environment_name;
+	if (strcmp(lk->environment_status, "active") != 0)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("environment \"%s\" is not active", req->environment_name),
+				 errdetail("The environment is %s.", lk->environment_status)));
+
+	/* the run: exists, not terminal */
+	if (!lk->found_run)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_NOT_FOUND),
+				 errmsg("heartbeat run %s does not exist in company %s",
+						PcrUuidToCString(&req->heartbeat_run_id), PcrUuidToCString(&req->company_id))));
+	if (PcrRunStatusIsTerminal(lk->run_status))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("heartbeat run %s is %s", PcrUuidToCString(&req->heartbeat_run_id), lk->run_status),
+				 errdetail("A run in a terminal status cannot acquire leases.")));
+
+	/* the stored config, checked again: a bad row must not reach a driver */
+	driver = PcrDriverByName(lk->driver_name);
+	if (driver == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("environment \"%s\" has unknown driver \"%s\"", req->environment_name, lk->driver_name)));
+	return driver;
+}
+
+/* The lease lease_id if it is still active (SPI_tuptable row 0). */
 static bool
 select_active_lease(pg_uuid_t *lease_id)
 {
@@ -268,6 +298,60 @@ select_active_lease(pg_uuid_t *lease_id)
 
 	run_plan(PLAN_ACTIVE_LEASE, &value, NULL, false, 1, SPI_OK_SELECT);
 	return SPI_processed > 0;
+}
+
+/* Insert the new lease; false when a unique index said no (SPI_tuptable: the row). */
+static bool
+insert_lease(FunctionCallInfo fcinfo, const PcrLeaseRequest *req, const char *policy,
+			 const PcrLeaseGrant *grant)
+{
+	Datum		values[9];
+	char		nulls[9];
+
+	/* expires_at: the lease trigger gives an active lease its environment's TTL */
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
+	values[2] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n', values[3] = (Datum) 0;
+	else
+		values[3] = PG_GETARG_DATUM(3);
+	if (PG_ARGISNULL(4))
+		nulls[4] = 'n', values[4] = (Datum) 0;
+	else
+		values[4] = PG_GETARG_DATUM(4);
+	values[5] = CStringGetTextDatum(policy);
+	values[6] = CStringGetTextDatum(grant->provider);
+	if (grant->provider_lease_id == NULL)
+		nulls[7] = 'n', values[7] = (Datum) 0;
+	else
+		values[7] = CStringGetTextDatum(grant->provider_lease_id);
+	values[8] = JsonbPGetDatum(grant->metadata);
+	run_plan(PLAN_INSERT_LEASE, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
+	return SPI_processed > 0;
+}
+
+/*
+ * A unique index refused the insert: a concurrent acquire of the same run
+ * and environment committed first (return its lease), or another run took
+ * the reusable environment (55P03).  Under REPEATABLE READ a conflict with a
+ * row this snapshot cannot see has already raised 40001.
+ */
+static void
+resolve_conflict(const PcrLeaseRequest *req)
+{
+	pg_uuid_t	lease_id;
+
+	if (PcrProbeRunEnvironmentLease(&req->heartbeat_run_id, &req->environment_id, &lease_id) &&
+		select_active_lease(&lease_id))
+		return;
+	check_holder(req);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not acquire a lease on environment \"%s\" due to a concurrent change",
+					req->environment_name),
+			 errhint("Retry the transaction.")));
 }
 
 Datum
@@ -279,8 +363,6 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	const PcrDriver *driver;
 	const char *policy;
 	PcrAcquireLookup lk;
-	Datum		values[10];
-	char		nulls[10];
 	Datum		result;
 
 	require_arg(fcinfo, 0, "company_id");
@@ -296,107 +378,28 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	PcrTenantRequireCompany(&req.company_id);
 
 	SPI_connect();
+	driver = acquire_checks(&req, &lk);
 
-	PcrLookupForAcquire(&req, &lk);
-	if (!lk.found_environment)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("environment %s does not exist in company %s",
-						PcrUuidToCString(&req.environment_id), PcrUuidToCString(&req.company_id))));
-
-	/* the environment: active */
-	req.environment_name = lk.environment_name;
-	if (strcmp(lk.environment_status, "active") != 0)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("environment \"%s\" is not active", req.environment_name),
-				 errdetail("The environment is %s.", lk.environment_status)));
-
-	/* the run: exists, not terminal */
-	if (!lk.found_run)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_NOT_FOUND),
-				 errmsg("heartbeat run %s does not exist in company %s",
-						PcrUuidToCString(&req.heartbeat_run_id), PcrUuidToCString(&req.company_id))));
-	if (PcrRunStatusIsTerminal(lk.run_status))
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("heartbeat run %s is %s", PcrUuidToCString(&req.heartbeat_run_id), lk.run_status),
-				 errdetail("A run in a terminal status cannot acquire leases.")));
-
-	/* the stored config, checked again: a bad row must not reach a driver */
-	driver = PcrDriverByName(lk.driver_name);
-	if (driver == NULL)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_BAD_CONFIG),
-				 errmsg("environment \"%s\" has unknown driver \"%s\"", req.environment_name, lk.driver_name)));
-
-	/* idempotent: an active lease of this run on this environment is returned as it is */
-	if (lk.has_active_lease)
+	/*
+	 * Idempotent: an active lease of this run on this environment is returned
+	 * as it is (unless released while this acquire waited for the run's lock:
+	 * then it acquires anew).
+	 */
+	if (!(lk.has_active_lease && select_active_lease(&lk.active_lease_id)))
 	{
-		if (select_active_lease(&lk.active_lease_id))
+		req.config = driver->validate(lk.config);
+		PcrDriverCheckAvailable(driver, req.config);
+		policy = PcrDriverLeasePolicy(driver, req.config);
+
+		/* a reusable environment is held by one run at a time */
+		if (strcmp(policy, "reuse_by_environment") == 0)
 		{
-			result = return_row(fcinfo, callerctx);
-			SPI_finish();
-			PG_RETURN_DATUM(result);
-		}
-		/* released while this acquire waited for the run's lock: acquire anew */
-	}
-	req.config = driver->validate(lk.config);
-
-	driver->check_available(req.config);
-	policy = driver->lease_policy(req.config);
-
-	/* a reusable environment is held by one run at a time */
-	if (strcmp(policy, "reuse_by_environment") == 0)
-	{
-		lock_environment_for_reuse(&req);
-		check_holder(&req);
-	}
-
-	driver->acquire(&req, &grant);
-
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(&req.company_id);
-	values[1] = UUIDPGetDatum(&req.environment_id);
-	values[2] = UUIDPGetDatum(&req.heartbeat_run_id);
-	if (PG_ARGISNULL(3))
-		nulls[3] = 'n', values[3] = (Datum) 0;
-	else
-		values[3] = PG_GETARG_DATUM(3);
-	if (PG_ARGISNULL(4))
-		nulls[4] = 'n', values[4] = (Datum) 0;
-	else
-		values[4] = PG_GETARG_DATUM(4);
-	values[5] = CStringGetTextDatum(policy);
-	values[6] = CStringGetTextDatum(grant.provider);
-	if (grant.provider_lease_id == NULL)
-		nulls[7] = 'n', values[7] = (Datum) 0;
-	else
-		values[7] = CStringGetTextDatum(grant.provider_lease_id);
-	values[8] = JsonbPGetDatum(grant.metadata);
-	run_plan(PLAN_INSERT_LEASE, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
-
-	if (SPI_processed == 0)
-	{
-		/*
-		 * A unique index said no: a concurrent acquire of the same run and
-		 * environment committed first (return its lease), or another run took
-		 * the reusable environment (55P03).  Under REPEATABLE READ a conflict
-		 * with a row this snapshot cannot see has already raised 40001.
-		 */
-		pg_uuid_t	lease_id;
-
-		if (!PcrProbeRunEnvironmentLease(&req.heartbeat_run_id, &req.environment_id, &lease_id) ||
-			!select_active_lease(&lease_id))
-		{
+			lock_environment_for_reuse(&req);
 			check_holder(&req);
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not acquire a lease on environment \"%s\" due to a concurrent change",
-							req.environment_name),
-					 errhint("Retry the transaction.")));
 		}
+		driver->acquire(&req, &grant);
+		if (!insert_lease(fcinfo, &req, policy, &grant))
+			resolve_conflict(&req);
 	}
 	result = return_row(fcinfo, callerctx);
 	SPI_finish();
@@ -427,8 +430,7 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 				 errmsg("release status must not be null"),
 				 errhint("Use released, failed or expired.")));
 	status = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(status, "released") != 0 && strcmp(status, "failed") != 0 &&
-		strcmp(status, "expired") != 0)
+	if (!PcrReleaseStatusIsValid(status))
 		ereport(ERROR,
 				(errcode(PCR_ERRCODE_BAD_CONFIG),
 				 errmsg("invalid release status \"%s\"", status),

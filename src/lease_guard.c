@@ -32,6 +32,7 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "vocab.h"
 #include "reconciler.h"
 #include "rel_util.h"
 
@@ -366,7 +367,7 @@ guard_insert_active(const Guard *g, HeapTuple tup)
 	driver = env.found ? PcrDriverByName(env.driver) : NULL;
 	if (driver != NULL && env.config != NULL)
 	{
-		const char *wanted = driver->lease_policy(env.config);
+		const char *wanted = PcrDriverLeasePolicy(driver, env.config);
 
 		if (strcmp(wanted, "reuse_by_environment") == 0 || text_is(policy, "reuse_by_environment"))
 			tup = set(g, tup, L_POLICY, CStringGetTextDatum(wanted), false);
@@ -499,7 +500,7 @@ lease_release_needs_cleanup(const Guard *g, HeapTuple tup)
 	Jsonb	   *metadata = isnull ? NULL : DatumGetJsonbP(md);
 	const PcrDriver *driver = PcrDriverOfLease(metadata, get_text(g, tup, L_PROVIDER));
 
-	return driver != NULL && driver->release_needs_cleanup(metadata);
+	return driver != NULL && PcrDriverReleaseNeedsCleanup(driver, metadata);
 }
 
 static HeapTuple

@@ -4,9 +4,10 @@
  * The environment, the run (locked FOR SHARE, so that a concurrent status
  * change waits for this acquire and its trigger then sees the lease) and
  * whether the run already holds an active lease on the environment (always
- * by a direct probe of the index keyed by both: lease_probe.c).
+ * by a direct probe of the index keyed by both, after the run is locked:
+ * lease_probe.c).
  *
- * Two equivalent paths for the environment and the run:
+ * Two paths for the environment and the run that must give the same answer:
  * - direct: primary-key probes through the table and index access methods,
  *   under a fresh snapshot taken exactly as SPI takes one.  Used when the
  *   caller is not subject to row-level security and holds the privileges
@@ -15,6 +16,9 @@
  * - SPI: one join query, used whenever row-level security applies (the
  *   policies must filter what the caller sees) or a privilege is missing
  *   (so that the caller gets PostgreSQL's own permission error).
+ * With paperclip.check_lookup_paths (on in assert-enabled builds, and in the
+ * test suite's cluster) every direct lookup is repeated through SPI under the
+ * same snapshot and the two answers are compared: a difference is an error.
  */
 #include "pcr.h"
 #include "lease_lookup.h"
@@ -49,7 +53,8 @@ static const char *lookup_sql =
 "   FOR SHARE OF r";
 
 static const char *env_only_sql =
-"SELECT name, status, driver, config FROM paperclip.environments WHERE id = $1 AND company_id = $2";
+"SELECT name, status, driver, config FROM paperclip.environments WHERE id = $1 AND company_id = $2 "
+"   AND $3 IS NOT NULL";			/* the same three parameters as lookup_sql */
 
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr env_only_plan = NULL;
@@ -63,8 +68,19 @@ spi_text(int col)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* SPI_execute_plan, or under a given snapshot (the cross-check) */
+static int
+run_lookup_plan(SPIPlanPtr *plan, const char *sql, Oid *types, Datum *values, bool read_only,
+				Snapshot snapshot)
+{
+	if (snapshot == InvalidSnapshot)
+		return PcrRunKeptPlan(plan, sql, 3, types, values, NULL, read_only, 1);
+	return SPI_execute_snapshot(PcrKeepPlan(plan, sql, 3, types), values, NULL, snapshot,
+								InvalidSnapshot, read_only, false, 1);
+}
+
 static void
-lookup_spi(const PcrLeaseRequest *req, PcrAcquireLookup *out)
+lookup_spi(const PcrLeaseRequest *req, PcrAcquireLookup *out, Snapshot snapshot)
 {
 	Oid			types[3] = {UUIDOID, UUIDOID, UUIDOID};
 	Datum		values[3];
@@ -74,13 +90,13 @@ lookup_spi(const PcrLeaseRequest *req, PcrAcquireLookup *out)
 	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
 	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->company_id);
 	values[2] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
-	rc = PcrRunKeptPlan(&lookup_plan, lookup_sql, 3, types, values, NULL, false, 1);
+	rc = run_lookup_plan(&lookup_plan, lookup_sql, types, values, false, snapshot);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "paperclip lease lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 	{
 		/* no row: the environment alone tells which check fails first */
-		rc = PcrRunKeptPlan(&env_only_plan, env_only_sql, 2, types, values, NULL, true, 1);
+		rc = run_lookup_plan(&env_only_plan, env_only_sql, types, values, true, snapshot);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "paperclip environment lookup failed: %s", SPI_result_code_string(rc));
 		out->found_environment = SPI_processed > 0;
@@ -215,7 +231,7 @@ lock_run_row(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
 }
 
 static bool
-lookup_direct(const PcrLeaseRequest *req, PcrAcquireLookup *out)
+lookup_direct(const PcrLeaseRequest *req, PcrAcquireLookup *out, Snapshot *snapshot_out)
 {
 	Oid			nsp = get_namespace_oid("paperclip", true);
 	Oid			env_relid,
@@ -272,16 +288,58 @@ lookup_direct(const PcrLeaseRequest *req, PcrAcquireLookup *out)
 	}
 
 	PopActiveSnapshot();
-	UnregisterSnapshot(snapshot);
+	if (snapshot_out != NULL)
+		*snapshot_out = snapshot;	/* the cross-check unregisters it */
+	else
+		UnregisterSnapshot(snapshot);
 	return true;
+}
+
+static bool
+same_text(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Repeat a direct lookup through SPI under its snapshot; raise if they differ. */
+static void
+cross_check(const PcrLeaseRequest *req, const PcrAcquireLookup *direct, Snapshot snapshot)
+{
+	PcrAcquireLookup spi;
+	const char *field = NULL;
+
+	memset(&spi, 0, sizeof(spi));
+	lookup_spi(req, &spi, snapshot);
+	UnregisterSnapshot(snapshot);
+	if (spi.found_environment != direct->found_environment)
+		field = "found_environment";
+	else if (spi.found_run != direct->found_run)
+		field = "found_run";
+	else if (!same_text(spi.environment_name, direct->environment_name) ||
+			 !same_text(spi.environment_status, direct->environment_status) ||
+			 !same_text(spi.driver_name, direct->driver_name))
+		field = "environment";
+	else if ((spi.config == NULL) != (direct->config == NULL) ||
+			 (spi.config && compareJsonbContainers(&spi.config->root, &direct->config->root) != 0))
+		field = "config";
+	else if (direct->found_run && !same_text(spi.run_status, direct->run_status))
+		field = "run_status";
+	if (field != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("paperclip lease lookup paths disagree on %s", field)));
 }
 
 void
 PcrLookupForAcquire(const PcrLeaseRequest *req, PcrAcquireLookup *out)
 {
+	Snapshot	snapshot = InvalidSnapshot;
+
 	memset(out, 0, sizeof(*out));
-	if (!lookup_direct(req, out))
-		lookup_spi(req, out);
+	if (!lookup_direct(req, out, pcr_check_lookup_paths ? &snapshot : NULL))
+		lookup_spi(req, out, InvalidSnapshot);
+	else if (pcr_check_lookup_paths)
+		cross_check(req, out, snapshot);
 	/* after the run is locked: an acquire of the same run that committed meanwhile is seen */
 	if (out->found_run)
 		out->has_active_lease = PcrProbeRunEnvironmentLease(&req->heartbeat_run_id, &req->environment_id,

@@ -33,6 +33,13 @@
 #define PcrClassOwnercheck(relid, role) pg_class_ownercheck((relid), (role))
 #endif
 
+/* a WaitEventSet the caller frees (PG 16 tracks sets by resource owner, NULL: none) */
+#if PG_VERSION_NUM >= 160000
+#define PcrCreateWaitEventSet(n) CreateWaitEventSet(NULL, (n))
+#else
+#define PcrCreateWaitEventSet(n) CreateWaitEventSet(CurrentMemoryContext, (n))
+#endif
+
 #if PG_VERSION_NUM >= 170000
 #define PcrWaitEventExtension() WaitEventExtensionNew("PaperclipRuntime")
 #else
@@ -57,24 +64,19 @@
 #define PCR_ERRCODE_UNDECRYPTABLE    ERRCODE_DATA_CORRUPTED             /* XX001 */
 
 /* ------------------------------------------------------------------------
- * GUCs (init.c)
+ * GUCs of the core (init.c; the I/O pool and the drivers define their own)
  * ------------------------------------------------------------------------ */
 extern char *pcr_database;
-extern int	pcr_driver_workers;
 extern char *pcr_master_key_file;
 extern int	pcr_lease_ttl_guc;			/* seconds */
-extern int	pcr_acquire_timeout;	/* milliseconds */
-extern int	pcr_ssh_connect_timeout;	/* milliseconds */
-extern char *pcr_runtime_api_candidates;
 extern int	pcr_reconcile_interval; /* milliseconds */
 extern int	pcr_cleanup_max_attempts;
 extern int	pcr_lease_retention;	/* seconds; 0: keep lease history */
+extern char *pcr_company_id;
+extern bool pcr_check_lookup_paths;	/* lease_lookup.c: compare its two paths */
 
 /* true when loaded through shared_preload_libraries */
 extern bool pcr_preloaded;
-
-/* run statuses (docs/data-model.md) */
-extern bool PcrRunStatusIsTerminal(const char *status);
 
 /* the longest lease TTL, whether from config.leaseTtlSeconds or paperclip.lease_ttl */
 #define PCR_MAX_LEASE_TTL_SECONDS 315360000	/* ten years, fits an int GUC */

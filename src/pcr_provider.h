@@ -9,7 +9,7 @@
  *     shared_preload_libraries = 'paperclip_runtime, my_provider'
  *
  * This header is installed with the extension (pg_config --includedir-server
- * then extension/paperclip_runtime/pcr_provider.h).
+ * then extension/paperclip_runtime/pcr_provider.h), with io.h beside it.
  *
  * Rules for a provider:
  * - validate() receives the whole config object (including "provider") and
@@ -31,6 +31,9 @@
 #include "postgres.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
+
+/* the I/O pool: worker-side operations, their wait helper, the caller side */
+#include "io.h"
 
 #define PCR_PROVIDER_ABI_VERSION 1
 

@@ -25,7 +25,19 @@ typedef struct ProbeTarget
 {
 	PcrLeaseRequest req;
 	char	   *driver;
+	const PcrDriver *driver_vtable;
+	Jsonb	   *result;
 } ProbeTarget;
+
+/* validate, then probe (in a subtransaction of its own) */
+static void
+probe_call(void *arg)
+{
+	ProbeTarget *t = (ProbeTarget *) arg;
+
+	t->req.config = t->driver_vtable->validate(t->req.config);
+	t->result = PcrDriverProbe(t->driver_vtable, &t->req);
+}
 
 static void
 load_environment(Datum id, ProbeTarget *t, MemoryContext callerctx)
@@ -77,9 +89,9 @@ Datum
 pcr_environment_probe(PG_FUNCTION_ARGS)
 {
 	MemoryContext callerctx = CurrentMemoryContext;
-	ResourceOwner callerowner = CurrentResourceOwner;
 	const PcrDriver *driver;
 	ProbeTarget t;
+	ErrorData  *edata;
 	Jsonb	   *result = NULL;
 
 	if (PG_ARGISNULL(0))
@@ -94,31 +106,14 @@ pcr_environment_probe(PG_FUNCTION_ARGS)
 										 psprintf("environment \"%s\" has unknown driver \"%s\"",
 												  t.req.environment_name, t.driver), NULL));
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(callerctx);
-	PG_TRY();
+	t.driver_vtable = driver;
+	if (!PcrRunInSubtransaction(probe_call, &t, &edata))
 	{
-		t.req.config = driver->validate(t.req.config);
-		result = driver->probe(&t.req);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(callerctx);
-		CurrentResourceOwner = callerowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(callerctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(callerctx);
-		CurrentResourceOwner = callerowner;
 		/* a cancelled statement stays cancelled */
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
-		result = failure_result(t.driver, edata);
+		t.result = failure_result(t.driver, edata);
 	}
-	PG_END_TRY();
+	result = t.result;
 	PG_RETURN_JSONB_P(result);
 }

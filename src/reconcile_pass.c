@@ -15,6 +15,7 @@
 #include "pcr.h"
 #include "spi_util.h"
 #include "reconciler.h"
+#include "util.h"
 
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
@@ -63,7 +64,9 @@ PcrReconcilerAddStep(const PcrReconcileStep *step)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("reconciler steps can only be added while shared_preload_libraries is processed")));
-	if (step == NULL || step->name == NULL || step->select_sql == NULL || step->process_row == NULL)
+	if (step == NULL || step->name == NULL || step->select_sql == NULL ||
+		(step->process_row == NULL &&
+		 (step->prepare_row == NULL || step->call == NULL || step->record == NULL)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("reconciler step is incomplete")));
@@ -262,46 +265,51 @@ extension_ready(void)
 	return get_extension_oid(PCR_EXTENSION_NAME, true) == ext;
 }
 
+typedef struct PcrRowCall
+{
+	const PcrReconcileStep *step;
+	HeapTuple	row;
+	TupleDesc	desc;
+	PcrRowOutcome outcome;
+	Datum		skip;			/* process_batch's arguments and results */
+	uint64		selected;
+	uint64		changed;
+} PcrRowCall;
+
+static void
+row_call(void *arg)
+{
+	PcrRowCall *c = (PcrRowCall *) arg;
+
+	c->outcome = c->step->process_row(c->row, c->desc);
+}
+
+static void
+batch_call(void *arg)
+{
+	PcrRowCall *c = (PcrRowCall *) arg;
+
+	c->selected = c->step->process_batch(c->step, c->skip, PCR_SET_BATCH_SIZE, &c->changed);
+}
+
 /* Run process_row in a subtransaction: an error rolls back this row alone. */
 static PcrRowOutcome
 process_row_guarded(PcrPass *pass, const PcrReconcileStep *step, HeapTuple row, TupleDesc desc)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile PcrRowOutcome outcome = PCR_ROW_NOTHING;
+	PcrRowCall	c = {.step = step,.row = row,.desc = desc,.outcome = PCR_ROW_NOTHING};
+	ErrorData  *edata;
+	pg_uuid_t  *id;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		outcome = step->process_row(row, desc);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-		pg_uuid_t  *id;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-
-		/* a row without an id cannot be skipped: then fail the whole batch */
-		id = PcrRowUuid(row, desc, "id");
-		if (id == NULL)
-			ReThrowError(edata);
-		skip_add(pass, id);
-		pass_error(pass, step, id, edata);
-		FreeErrorData(edata);
-		outcome = PCR_ROW_NOTHING;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return outcome;
+	if (PcrRunInSubtransaction(row_call, &c, &edata))
+		return c.outcome;
+	/* a row without an id cannot be skipped: then fail the whole batch */
+	id = PcrRowUuid(row, desc, "id");
+	if (id == NULL)
+		ReThrowError(edata);
+	skip_add(pass, id);
+	pass_error(pass, step, id, edata);
+	FreeErrorData(edata);
+	return PCR_ROW_NOTHING;
 }
 
 /*
@@ -313,82 +321,45 @@ static bool
 process_batch_guarded(PcrPass *pass, const PcrReconcileStep *step, PcrPassCounts *batch,
 					  bool *full)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool done = false;
-	volatile uint64 selected = 0;
-	volatile uint64 changed = 0;
+	PcrRowCall	c = {.step = step,.skip = skip_array(pass)};
+	ErrorData  *edata;
+	uint64		changed;
+	bool		done;
 
 	if (step->process_batch == NULL)
 		return false;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	done = PcrRunInSubtransaction(batch_call, &c, &edata);
+	if (!done)
 	{
-		uint64		n = 0;
-
-		selected = step->process_batch(step, skip_array(pass), PCR_SET_BATCH_SIZE, &n);
-		changed = n;
-		ReleaseCurrentSubTransaction();
-		done = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
 		ereport(DEBUG1,
 				(errmsg_internal("paperclip reconciler: step \"%s\" goes row by row: %s",
 								 step->name, edata->message)));
 		FreeErrorData(edata);
-		changed = 0;
 	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-
+	changed = done ? c.changed : 0;
 	for (uint64 i = 0; i < changed; i++)
 		count_outcome(batch, step->batch_outcome);
-	*full = selected >= PCR_SET_BATCH_SIZE && changed > 0;
+	*full = done && c.selected >= PCR_SET_BATCH_SIZE && changed > 0;
 	return done;
 }
 
-/* Select a batch and handle each row in a subtransaction of its own. */
-static void
-process_rows(PcrPass *pass, int stepno, PcrPassCounts *batch, bool *full)
+/*
+ * Run fn(pass, arg) in a short transaction of its own, with the extension
+ * there (share-locked) and SPI connected.  An error rolls the transaction
+ * back and is logged against step (and row_id, when given).
+ */
+typedef enum PcrTxnResult
 {
-	const PcrReconcileStep *step = steps[stepno];
-	Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
-	Datum		values[2];
-	SPITupleTable *rows;
-	uint64		nrows;
-	int			rc;
+	TXN_COMMITTED,
+	TXN_NO_EXTENSION,
+	TXN_FAILED
+} PcrTxnResult;
 
-	values[0] = skip_array(pass);
-	values[1] = Int32GetDatum(PCR_ROW_BATCH_SIZE);
-	rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
-			 step->name, SPI_result_code_string(rc));
-	rows = SPI_tuptable;
-	nrows = SPI_processed;
-	for (uint64 i = 0; i < nrows; i++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		count_outcome(batch, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
-	}
-	*full = nrows >= PCR_ROW_BATCH_SIZE;
-}
-
-static PcrBatchResult
-run_batch(PcrPass *pass, int stepno)
+static PcrTxnResult
+in_transaction(PcrPass *pass, const PcrReconcileStep *step, pg_uuid_t *row_id,
+			   void (*fn) (PcrPass *pass, void *arg), void *arg)
 {
-	const PcrReconcileStep *step = steps[stepno];
-	volatile PcrBatchResult result = BATCH_PARTIAL;
-	PcrPassCounts batch = {0};
+	volatile PcrTxnResult result = TXN_COMMITTED;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -396,16 +367,12 @@ run_batch(PcrPass *pass, int stepno)
 	PG_TRY();
 	{
 		if (!extension_ready())
-			result = BATCH_NO_EXTENSION;
+			result = TXN_NO_EXTENSION;
 		else
 		{
-			bool		full = false;
-
 			SPI_connect();
-			if (!process_batch_guarded(pass, step, &batch, &full))
-				process_rows(pass, stepno, &batch, &full);
+			fn(pass, arg);
 			SPI_finish();
-			result = full ? BATCH_FULL : BATCH_PARTIAL;
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -418,24 +385,200 @@ run_batch(PcrPass *pass, int stepno)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		pass_error(pass, step, NULL, edata);
+		pass_error(pass, step, row_id, edata);
 		FreeErrorData(edata);
-		result = BATCH_FAILED;
+		result = TXN_FAILED;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(pass->cxt);
-
-	/* what the rows did counts once it is committed */
-	if (result == BATCH_PARTIAL || result == BATCH_FULL)
-	{
-		pass->counts->expired += batch.expired;
-		pass->counts->released += batch.released;
-		pass->counts->cleanups_succeeded += batch.cleanups_succeeded;
-		pass->counts->cleanup_attempts_failed += batch.cleanup_attempts_failed;
-		pass->counts->cleanups_given_up += batch.cleanups_given_up;
-		pass->counts->history_deleted += batch.history_deleted;
-	}
 	return result;
+}
+
+/* Select a batch of the step's rows (SPI connected); they are in SPI_tuptable. */
+static void
+select_rows(PcrPass *pass, int stepno)
+{
+	const PcrReconcileStep *step = steps[stepno];
+	Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
+	Datum		values[2];
+	int			rc;
+
+	values[0] = skip_array(pass);
+	values[1] = Int32GetDatum(PCR_ROW_BATCH_SIZE);
+	rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
+			 step->name, SPI_result_code_string(rc));
+}
+
+typedef struct PcrBatch
+{
+	int			stepno;
+	bool		full;			/* there may be more */
+	PcrPassCounts counts;		/* added to the pass's once committed */
+} PcrBatch;
+
+/* The whole batch at once if the step can; else (or if that raised) row by row. */
+static void
+batch_in_transaction(PcrPass *pass, void *arg)
+{
+	PcrBatch   *b = (PcrBatch *) arg;
+	const PcrReconcileStep *step = steps[b->stepno];
+	SPITupleTable *rows;
+	uint64		nrows;
+
+	if (process_batch_guarded(pass, step, &b->counts, &b->full))
+		return;
+	select_rows(pass, b->stepno);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		count_outcome(&b->counts, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
+	}
+	b->full = nrows >= PCR_ROW_BATCH_SIZE;
+}
+
+static void
+add_counts(PcrPassCounts *to, const PcrPassCounts *from)
+{
+	to->expired += from->expired;
+	to->released += from->released;
+	to->cleanups_succeeded += from->cleanups_succeeded;
+	to->cleanup_attempts_failed += from->cleanup_attempts_failed;
+	to->cleanups_given_up += from->cleanups_given_up;
+	to->history_deleted += from->history_deleted;
+}
+
+static PcrBatchResult
+run_batch(PcrPass *pass, int stepno)
+{
+	PcrBatch	b = {.stepno = stepno};
+
+	switch (in_transaction(pass, steps[stepno], NULL, batch_in_transaction, &b))
+	{
+		case TXN_NO_EXTENSION:
+			return BATCH_NO_EXTENSION;
+		case TXN_FAILED:
+			return BATCH_FAILED;
+		case TXN_COMMITTED:
+			break;
+	}
+	/* what the rows did counts once it is committed */
+	add_counts(pass->counts, &b.counts);
+	return b.full ? BATCH_FULL : BATCH_PARTIAL;
+}
+
+/* ------------------------------------------------------------------------
+ * Steps whose rows need I/O: select and commit, call, record
+ * ------------------------------------------------------------------------ */
+typedef struct PcrCallRow
+{
+	pg_uuid_t  *id;
+	void	   *work;
+} PcrCallRow;
+
+typedef struct PcrCallBatch
+{
+	int			stepno;
+	PcrCallRow *rows;
+	uint64		nrows;
+} PcrCallBatch;
+
+/* In the select's transaction: copy each row's work out, into the pass's memory. */
+static void
+call_batch_in_transaction(PcrPass *pass, void *arg)
+{
+	PcrCallBatch *b = (PcrCallBatch *) arg;
+	const PcrReconcileStep *step = steps[b->stepno];
+
+	select_rows(pass, b->stepno);
+	b->nrows = SPI_processed;
+	b->rows = MemoryContextAllocZero(pass->cxt, sizeof(PcrCallRow) * Max(b->nrows, 1));
+	for (uint64 i = 0; i < b->nrows; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(pass->cxt);
+
+		b->rows[i].id = PcrRowUuid(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, "id");
+		b->rows[i].work = step->prepare_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* step->call outside any transaction; its error, if any. */
+static ErrorData *
+call_row(const PcrReconcileStep *step, void *work, MemoryContext cxt)
+{
+	ErrorData  *volatile edata = NULL;
+
+	Assert(!IsTransactionState());
+	PG_TRY();
+	{
+		step->call(work);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return edata;
+}
+
+typedef struct PcrRecord
+{
+	const PcrReconcileStep *step;
+	void	   *work;
+	ErrorData  *call_error;
+	PcrRowOutcome outcome;
+} PcrRecord;
+
+static void
+record_in_transaction(PcrPass *pass, void *arg)
+{
+	PcrRecord  *r = (PcrRecord *) arg;
+
+	r->outcome = r->step->record(r->work, r->call_error);
+}
+
+static PcrBatchResult
+run_call_batch(PcrPass *pass, int stepno)
+{
+	const PcrReconcileStep *step = steps[stepno];
+	PcrCallBatch b = {.stepno = stepno};
+
+	switch (in_transaction(pass, step, NULL, call_batch_in_transaction, &b))
+	{
+		case TXN_NO_EXTENSION:
+			return BATCH_NO_EXTENSION;
+		case TXN_FAILED:
+			return BATCH_FAILED;
+		case TXN_COMMITTED:
+			break;
+	}
+	for (uint64 i = 0; i < b.nrows; i++)
+	{
+		PcrRecord	r = {.step = step,.work = b.rows[i].work,.outcome = PCR_ROW_NOTHING};
+
+		CHECK_FOR_INTERRUPTS();
+		if (b.rows[i].id != NULL)
+			skip_add(pass, b.rows[i].id);	/* once per pass, whatever happens */
+		r.call_error = call_row(step, b.rows[i].work, pass->cxt);
+		switch (in_transaction(pass, step, b.rows[i].id, record_in_transaction, &r))
+		{
+			case TXN_NO_EXTENSION:
+				return BATCH_NO_EXTENSION;
+			case TXN_FAILED:
+				break;
+			case TXN_COMMITTED:
+				count_outcome(pass->counts, r.outcome);
+				break;
+		}
+	}
+	return b.nrows >= PCR_ROW_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
 }
 
 PcrPassResult
@@ -459,7 +602,7 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
-			r = run_batch(&pass, s);
+			r = steps[s]->call != NULL ? run_call_batch(&pass, s) : run_batch(&pass, s);
 			if (r == BATCH_NO_EXTENSION)
 				return PCR_PASS_NO_EXTENSION;
 			batches++;

@@ -5,8 +5,10 @@
  *   heartbeat_runs trigger, for runs that reached a terminal status without
  *   it) or gone;
  * - expire active leases past expires_at (docs/leases.md);
- * - carry out pending cleanups through the lease's driver, with backoff,
- *   until success or paperclip.cleanup_max_attempts (docs/leases.md).
+ * - carry out pending cleanups: the lease's driver's cleanup operation,
+ *   called through the I/O pool after the select has committed, the outcome
+ *   recorded in a short transaction of its own, with backoff, until success
+ *   or paperclip.cleanup_max_attempts (docs/leases.md).
  *
  * A batch is first handled at once (expiry: one statement that locks and
  * changes the rows a probe of the expiry index found; release: the rows
@@ -17,6 +19,7 @@
 #include "driver.h"
 #include "lease_probe.h"
 #include "reconciler.h"
+#include "vocab.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -119,13 +122,12 @@ decide_release(HeapTuple row, TupleDesc desc)
 	else if (!PcrRunStatusIsTerminal(run_status))
 		return t;
 	/* the rule of paperclip.heartbeat_runs_after_update() */
-	else if (strcmp(run_status, "failed") == 0 || strcmp(run_status, "timed_out") == 0)
-	{
-		t.status = "failed";
-		t.reason = PcrRowText(row, desc, "run_reason");
-	}
 	else
-		t.status = "released";
+	{
+		t.status = PcrLeaseStatusForRun(run_status);
+		if (strcmp(t.status, "failed") == 0)
+			t.reason = PcrRowText(row, desc, "run_reason");
+	}
 	return t;
 }
 
@@ -163,7 +165,7 @@ const PcrReconcileStep pcr_step_release_finished_runs = {
 	"  LEFT JOIN paperclip.heartbeat_runs AS r "
 	"         ON r.company_id = l.company_id AND r.id = l.heartbeat_run_id "
 	" WHERE l.status = 'active' "
-	"   AND (r.id IS NULL OR r.status IN ('succeeded', 'failed', 'cancelled', 'timed_out')) "
+	"   AND (r.id IS NULL OR r.status IN (NULL " PCR_RUN_TERMINAL_SQL ")) "
 	"   AND l.id <> ALL ($1) "
 	" LIMIT $2 "
 	"   FOR UPDATE OF l SKIP LOCKED",
@@ -255,47 +257,55 @@ const PcrReconcileStep pcr_step_expire = {
  * Step: pending cleanups, with backoff
  * ------------------------------------------------------------------------ */
 
-/*
- * Call the driver's cleanup in a subtransaction of its own, so that a driver
- * that raises still gets its failed attempt recorded.
- */
-static bool
-call_cleanup(const PcrDriver *driver, const PcrLeaseCleanup *lease, char **error)
+/* A pending cleanup, copied out of its row for the call and the record. */
+typedef struct PcrCleanupWork
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = false;
-	char	   *volatile message = NULL;
+	PcrLeaseCleanup lease;
+	int			attempts_seen;	/* cleanup_attempts when selected: guards the record */
+} PcrCleanupWork;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		char	   *e = NULL;
+static void *
+cleanup_prepare(HeapTuple row, TupleDesc desc)
+{
+	PcrCleanupWork *w = palloc0(sizeof(PcrCleanupWork));
+	pg_uuid_t  *company = PcrRowUuid(row, desc, "company_id");
 
-		ok = driver->cleanup(lease, &e);
-		message = e;
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	memcpy(&w->lease.lease_id, PcrRowUuid(row, desc, "id"), sizeof(pg_uuid_t));
+	if (company != NULL)
+		memcpy(&w->lease.company_id, company, sizeof(pg_uuid_t));
+	w->lease.provider = PcrRowText(row, desc, "provider");
+	w->lease.provider_lease_id = PcrRowText(row, desc, "provider_lease_id");
+	w->lease.metadata = PcrRowJsonb(row, desc, "metadata");
+	w->attempts_seen = PcrRowInt(row, desc, "cleanup_attempts", 0);
+	w->lease.attempt = w->attempts_seen + 1;
+	return w;
+}
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		ok = false;
-		message = edata->message ? pstrdup(edata->message) : NULL;
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
+/*
+ * The driver's cleanup operation, through the I/O pool (no transaction, no
+ * lock held): a driver worker does the I/O, never the reconciler.  The
+ * lease's company is the caller, so its share of the pool applies.
+ */
+static void
+cleanup_call(void *work)
+{
+	PcrCleanupWork *w = (PcrCleanupWork *) work;
+	const PcrDriver *driver = PcrDriverOfLease(w->lease.metadata, w->lease.provider);
+	PcrIoCall	call = {0};
+	PcrIoResult result;
 
-	if (!ok)
-		*error = message ? message : pstrdup("cleanup failed without a message");
-	return ok;
+	if (driver == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_BAD_CONFIG),
+				 errmsg("lease names unknown driver \"%s\"",
+						PcrJsonbGetText(w->lease.metadata, "driver"))));
+	if (driver->cleanup_op == NULL)
+		return;					/* no side effects: nothing left to do */
+	call.op = driver->cleanup_op;
+	call.company_id = &w->lease.company_id;
+	call.request = PcrLeaseCleanupPack(&w->lease, &call.request_len);
+	call.target = driver->name;
+	PcrIoInvoke(&call, &result);
 }
 
 static const char *const record_cleanup_sql =
@@ -306,54 +316,37 @@ static const char *const record_cleanup_sql =
 "                             ELSE 'pending' END, "
 "       cleanup_error = CASE WHEN $2 THEN NULL ELSE $3 END, "
 "       updated_at = now() "
-" WHERE id = $1 AND cleanup_status = 'pending' "
+" WHERE id = $1 AND cleanup_status = 'pending' AND cleanup_attempts = $5 "
 "RETURNING cleanup_status, cleanup_attempts";
 
+/* The outcome, unless the row changed since it was selected. */
 static PcrRowOutcome
-cleanup_row(HeapTuple row, TupleDesc desc)
+cleanup_record(void *work, ErrorData *call_error)
 {
 	static SPIPlanPtr plan = NULL;
-	PcrLeaseCleanup lease;
-	const PcrDriver *driver;
-	char	   *error = NULL;
-	bool		ok;
-	Oid			argtypes[4] = {UUIDOID, BOOLOID, TEXTOID, INT4OID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	PcrCleanupWork *w = (PcrCleanupWork *) work;
+	const char *error = NULL;
+	Oid			argtypes[5] = {UUIDOID, BOOLOID, TEXTOID, INT4OID, INT4OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	char	   *status;
 	int			rc;
 
-	memset(&lease, 0, sizeof(lease));
-	memcpy(&lease.lease_id, PcrRowUuid(row, desc, "id"), sizeof(pg_uuid_t));
-	lease.provider = PcrRowText(row, desc, "provider");
-	lease.provider_lease_id = PcrRowText(row, desc, "provider_lease_id");
-	lease.metadata = PcrRowJsonb(row, desc, "metadata");
-	lease.attempt = PcrRowInt(row, desc, "cleanup_attempts", 0) + 1;
-
-	driver = PcrDriverOfLease(lease.metadata, lease.provider);
-	if (driver == NULL)
-	{
-		ok = false;
-		error = psprintf("lease names unknown driver \"%s\"",
-						 PcrJsonbGetText(lease.metadata, "driver"));
-	}
-	else if (driver->cleanup == NULL)
-		ok = true;				/* no side effects: nothing left to do */
-	else
-		ok = call_cleanup(driver, &lease, &error);
-
-	values[0] = UUIDPGetDatum(&lease.lease_id);
-	values[1] = BoolGetDatum(ok);
+	if (call_error != NULL)
+		error = call_error->message ? call_error->message : "cleanup failed without a message";
+	values[0] = UUIDPGetDatum(&w->lease.lease_id);
+	values[1] = BoolGetDatum(call_error == NULL);
 	if (error == NULL)
 		nulls[2] = 'n', values[2] = (Datum) 0;
 	else
 		values[2] = CStringGetTextDatum(error);
 	values[3] = Int32GetDatum(pcr_cleanup_max_attempts);
-	rc = PcrReconcilerExecute(&plan, record_cleanup_sql, 4, argtypes, values, nulls);
+	values[4] = Int32GetDatum(w->attempts_seen);
+	rc = PcrReconcilerExecute(&plan, record_cleanup_sql, 5, argtypes, values, nulls);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record a cleanup attempt: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
-		return PCR_ROW_NOTHING;
+		return PCR_ROW_NOTHING;	/* changed meanwhile: its new state stands */
 
 	status = PcrRowText(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, "cleanup_status");
 	if (strcmp(status, "success") == 0)
@@ -362,7 +355,7 @@ cleanup_row(HeapTuple row, TupleDesc desc)
 	{
 		ereport(WARNING,
 				(errmsg("paperclip reconciler: cleanup of lease %s failed after %d attempts",
-						PcrUuidToCString(&lease.lease_id),
+						PcrUuidToCString(&w->lease.lease_id),
 						PcrRowInt(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, "cleanup_attempts", 0)),
 				 errdetail_internal("%s", error)));
 		return PCR_ROW_CLEANUP_FAILED;
@@ -378,7 +371,7 @@ cleanup_row(HeapTuple row, TupleDesc desc)
 const PcrReconcileStep pcr_step_cleanup = {
 	.name = "cleanup",
 	.select_sql =
-	"SELECT id, provider, provider_lease_id, metadata, cleanup_attempts "
+	"SELECT id, company_id, provider, provider_lease_id, metadata, cleanup_attempts "
 	"  FROM paperclip.environment_leases "
 	" WHERE cleanup_status = 'pending' "
 	"   AND status IN ('released', 'expired', 'failed') "
@@ -390,5 +383,7 @@ const PcrReconcileStep pcr_step_cleanup = {
 	" ORDER BY updated_at "
 	" LIMIT $2 "
 	"   FOR UPDATE SKIP LOCKED",
-	.process_row = cleanup_row,
+	.prepare_row = cleanup_prepare,
+	.call = cleanup_call,
+	.record = cleanup_record,
 };

@@ -100,9 +100,6 @@ typedef struct PcrReconcilerShared
 
 static PcrReconcilerShared *shared = NULL;
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
 static bool wake_at_commit = false;
 static bool am_reconciler = false;	/* true in the reconciler worker itself */
 static bool xact_callback_registered = false;
@@ -110,23 +107,18 @@ static bool xact_callback_registered = false;
 /* ------------------------------------------------------------------------
  * Registration and shared memory
  * ------------------------------------------------------------------------ */
-static void
-reconciler_shmem_request(void)
+void
+PcrReconcilerShmemRequest(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(PcrReconcilerShared)));
 }
 
-static void
-reconciler_shmem_startup(void)
+/* init.c's startup hook, under AddinShmemInitLock */
+void
+PcrReconcilerShmemStartup(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("paperclip reconciler", sizeof(PcrReconcilerShared), &found);
 	if (!found)
 	{
@@ -134,7 +126,6 @@ reconciler_shmem_startup(void)
 		SpinLockInit(&shared->mutex);
 		shared->state = PCR_STATE_STOPPED;
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 void
@@ -144,11 +135,6 @@ PcrReconcilerInit(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = reconciler_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = reconciler_shmem_startup;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -26,6 +26,10 @@
 /* Called once from _PG_init; does nothing unless preloading. */
 extern void PcrReconcilerInit(void);
 
+/* init.c's shmem request and startup hooks call these. */
+extern void PcrReconcilerShmemRequest(void);
+extern void PcrReconcilerShmemStartup(void);
+
 /*
  * Wake the reconciler when the current transaction commits (nothing on
  * abort).  Cheap; does nothing when the library is not preloaded.
@@ -49,6 +53,8 @@ extern PGDLLEXPORT void PcrReconcilerMain(Datum main_arg);
  * must return a uuid column "id", and should lock what it returns with FOR
  * UPDATE SKIP LOCKED so that it never waits for, or races with, a client.
  * A step is repeated while it fills batches (at most max_batches a pass).
+ * A step whose rows need I/O (call, below) selects and commits first, and
+ * records each outcome in a transaction of its own.
  *
  * Later subsystems (e.g. destroying provider resources whose acquiring
  * transaction aborted) add their steps with PcrReconcilerAddStep() from
@@ -84,6 +90,21 @@ typedef struct PcrReconcileStep
 	PcrRowOutcome batch_outcome;
 	int			max_batches;	/* per pass; 0: as many as it fills */
 	void	   *arg;			/* for the step's own functions */
+
+	/*
+	 * Optional, instead of process_row: work that must not run inside the
+	 * batch's transaction (a call through the I/O pool that may take long).
+	 * prepare_row copies what it needs out of a selected row (in the
+	 * select's transaction, into the pass's memory); once that transaction
+	 * has committed, call runs with no transaction open and no row locked
+	 * (an ERROR it raises is caught and handed to record); record then
+	 * writes the outcome in a short transaction of its own, and must guard
+	 * against a concurrent change of the row.  Each row is handled once per
+	 * pass.
+	 */
+	void	   *(*prepare_row) (HeapTuple row, TupleDesc desc);
+	void		(*call) (void *work);
+	PcrRowOutcome (*record) (void *work, ErrorData *call_error);
 } PcrReconcileStep;
 
 #define PCR_RECONCILER_MAX_STEPS 8

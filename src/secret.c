@@ -22,7 +22,7 @@
 #include "secret_ref.h"
 #include "secret_lookup.h"
 #include "master_key.h"
-#include "driver.h"
+#include "util.h"
 #include "tenant.h"
 
 #include <sodium.h>
@@ -59,14 +59,8 @@ typedef enum SecretPlanId
 	SPLAN_COUNT
 } SecretPlanId;
 
-typedef struct SecretPlanDef
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[6];
-} SecretPlanDef;
 
-static const SecretPlanDef plan_defs[SPLAN_COUNT] = {
+static const PcrPlanDef plan_defs[SPLAN_COUNT] = {
 	[SPLAN_COMPANY] = {
 		"SELECT 1 FROM paperclip.companies WHERE id = $1",
 		1, {UUIDOID}
@@ -129,11 +123,7 @@ static SPIPlanPtr plans[SPLAN_COUNT];
 static void
 run_plan(SecretPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
 {
-	int			rc = PcrRunKeptPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
-									(Oid *) plan_defs[id].argtypes, values, nulls, read_only, limit);
-
-	if (rc != expected_rc)
-		elog(ERROR, "paperclip secret query %d failed: %s", (int) id, SPI_result_code_string(rc));
+	PcrRunPlanDef(plans, plan_defs, id, values, nulls, read_only, limit, expected_rc);
 }
 
 static char *
@@ -240,6 +230,31 @@ checked_text_arg(FunctionCallInfo fcinfo, int argno, const char *what, int max_c
 					 errmsg("secret %s must not contain control characters", what)));
 	}
 	return text_to_cstring(t);
+}
+
+/* Run fn: the value is an argument, so no error may show the statement or its bind parameters. */
+typedef struct SecretCall
+{
+	Datum		(*fn) (FunctionCallInfo fcinfo);
+	FunctionCallInfo fcinfo;
+	Datum		result;
+} SecretCall;
+
+static void
+secret_call(void *arg)
+{
+	SecretCall *c = (SecretCall *) arg;
+
+	c->result = c->fn(c->fcinfo);
+}
+
+static Datum
+call_privately(Datum (*fn) (FunctionCallInfo fcinfo), FunctionCallInfo fcinfo)
+{
+	SecretCall	c = {fn, fcinfo, (Datum) 0};
+
+	PcrRunPrivately(secret_call, &c);
+	return c.result;
 }
 
 /* A detoasted copy of a value argument is ours: wipe it once sealed. */
@@ -419,23 +434,7 @@ secret_create(FunctionCallInfo fcinfo)
 Datum
 pcr_secret_create(PG_FUNCTION_ARGS)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorContextCallback *saved_context = error_context_stack;
-	Datum		result = (Datum) 0;
-
-	/* the value is an argument: no error may show the statement or its bind parameters */
-	PG_TRY();
-	{
-		error_context_stack = NULL;
-		result = secret_create(fcinfo);
-		error_context_stack = saved_context;
-	}
-	PG_CATCH();
-	{
-		PcrRethrowPrivately(cxt);
-	}
-	PG_END_TRY();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(call_privately(secret_create, fcinfo));
 }
 
 /* ------------------------------------------------------------------------
@@ -478,23 +477,7 @@ secret_rotate(FunctionCallInfo fcinfo)
 Datum
 pcr_secret_rotate(PG_FUNCTION_ARGS)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorContextCallback *saved_context = error_context_stack;
-	Datum		result = (Datum) 0;
-
-	/* the value is an argument: no error may show the statement or its bind parameters */
-	PG_TRY();
-	{
-		error_context_stack = NULL;
-		result = secret_rotate(fcinfo);
-		error_context_stack = saved_context;
-	}
-	PG_CATCH();
-	{
-		PcrRethrowPrivately(cxt);
-	}
-	PG_END_TRY();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(call_privately(secret_rotate, fcinfo));
 }
 
 /* ------------------------------------------------------------------------

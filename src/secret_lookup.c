@@ -11,7 +11,7 @@
  */
 #include "pcr.h"
 #include "secret_lookup.h"
-#include "driver.h"
+#include "util.h"
 
 #include "access/genam.h"
 #include "access/stratnum.h"

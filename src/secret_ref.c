@@ -4,7 +4,7 @@
 #include "pcr.h"
 #include "secret_ref.h"
 #include "jsonb_util.h"
-#include "driver.h"
+#include "util.h"
 
 #include "utils/builtins.h"
 #include "utils/numeric.h"

@@ -4,59 +4,34 @@
  */
 #include "pcr.h"
 #include "spi_util.h"
+#include "util.h"
 
-#include "lib/stringinfo.h"
-#include "utils/memutils.h"
 
-/* The context without the lines SPI adds for its statement ("SQL statement ..."). */
-static char *
-context_without_statements(const char *context)
+typedef struct PlanRun
 {
-	StringInfoData buf;
-	const char *line = context;
+	SPIPlanPtr	plan;
+	Datum	   *values;
+	const char *nulls;
+	bool		read_only;
+	long		limit;
+	int			rc;
+} PlanRun;
 
-	initStringInfo(&buf);
-	while (line && *line)
-	{
-		const char *end = strchr(line, '\n');
-		int			len = end ? (int) (end - line) : (int) strlen(line);
+static void
+run_plan(void *arg)
+{
+	PlanRun    *r = (PlanRun *) arg;
 
-		if (strncmp(line, "SQL statement \"", 15) != 0)
-		{
-			if (buf.len > 0)
-				appendStringInfoChar(&buf, '\n');
-			appendBinaryStringInfo(&buf, line, len);
-		}
-		line = end ? end + 1 : NULL;
-	}
-	return buf.len > 0 ? buf.data : NULL;
+	r->rc = SPI_execute_plan(r->plan, r->values, r->nulls, r->read_only, r->limit);
 }
 
 int
 PcrExecutePlanQuietly(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long limit)
 {
-	MemoryContext ctx = CurrentMemoryContext;
-	int			rc = 0;
+	PlanRun		r = {plan, values, nulls, read_only, limit, 0};
 
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(plan, values, nulls, read_only, limit);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		if (edata->context)
-			edata->context = context_without_statements(edata->context);
-		edata->internalquery = NULL;
-		edata->internalpos = 0;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return rc;
+	PcrRunHidingStatement(run_plan, &r, false, true);
+	return r.rc;
 }
 
 static SPIPlanPtr
@@ -95,6 +70,17 @@ PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 }
 
 void
+PcrRunPlanDef(SPIPlanPtr *plans, const PcrPlanDef *defs, int id, Datum *values,
+			  const char *nulls, bool read_only, long limit, int expected_rc)
+{
+	int			rc = PcrRunKeptPlan(&plans[id], defs[id].sql, defs[id].nargs,
+									(Oid *) defs[id].argtypes, values, nulls, read_only, limit);
+
+	if (rc != expected_rc)
+		elog(ERROR, "paperclip query %d failed: %s", id, SPI_result_code_string(rc));
+}
+
+void
 PcrRethrowPrivately(MemoryContext cxt)
 {
 	ErrorData  *edata;
@@ -107,4 +93,23 @@ PcrRethrowPrivately(MemoryContext cxt)
 	edata->internalquery = NULL;
 	edata->internalpos = 0;
 	ReThrowError(edata);
+}
+
+void
+PcrRunPrivately(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback *saved_context = error_context_stack;
+
+	PG_TRY();
+	{
+		error_context_stack = NULL;
+		fn(arg);
+		error_context_stack = saved_context;
+	}
+	PG_CATCH();
+	{
+		PcrRethrowPrivately(cxt);
+	}
+	PG_END_TRY();
 }

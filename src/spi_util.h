@@ -33,6 +33,23 @@ extern int	PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *arg
 						   Datum *values, const char *nulls, bool read_only, long limit);
 
 /*
+ * A file's table of kept statements: an enum of ids indexes both a const
+ * array of PcrPlanDef and a static array of SPIPlanPtr (prepared on first
+ * use).  PcrRunPlanDef runs one and raises unless SPI answers expected_rc.
+ */
+#define PCR_PLAN_MAX_ARGS 10
+
+typedef struct PcrPlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[PCR_PLAN_MAX_ARGS];
+} PcrPlanDef;
+
+extern void PcrRunPlanDef(SPIPlanPtr *plans, const PcrPlanDef *defs, int id, Datum *values,
+						  const char *nulls, bool read_only, long limit, int expected_rc);
+
+/*
  * In a PG_CATCH: re-throw the error being handled (copied into cxt) so that
  * no report of it says where it came from — no STATEMENT line in the server
  * log (errhidestmt) and no CONTEXT lines, to the client or the log: a
@@ -44,5 +61,8 @@ extern int	PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *arg
  * FATAL is not caught).
  */
 extern void PcrRethrowPrivately(MemoryContext cxt) pg_attribute_noreturn();
+
+/* Run fn(arg) so: no context collected, and an error re-thrown privately. */
+extern void PcrRunPrivately(void (*fn) (void *arg), void *arg);
 
 #endif							/* PCR_SPI_UTIL_H */

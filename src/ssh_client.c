@@ -14,7 +14,6 @@
  * PCR_SSH_IDLE_TIMEOUT_MS.
  */
 #include "pcr.h"
-#include "worker.h"
 #include "ssh_client.h"
 #include "ssh_session.h"
 #include "ssh_allow.h"
@@ -46,33 +45,31 @@ static bool libssh2_ready = false;
  * Waiting
  * ------------------------------------------------------------------------ */
 
-/* Latch set: serve interrupts (SIGTERM), and stop when the caller gave up. */
-static void
-latch_woke(void)
+/* One wait on sock; false past the deadline; raises when the caller gave up. */
+static bool
+wait_socket(pgsocket sock, uint32 events, TimestampTz deadline, uint32 *ready)
 {
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	PcrWorkerCheckAbandoned();
+	PcrIoWaitFd fd = {.fd = sock,.events = events};
+	int			rc = PcrIoWait(&fd, 1, deadline);
+
+	if (rc & PCR_IO_WAIT_ABANDONED)
+		PcrIoCheckAbandoned();
+	*ready = fd.ready;
+	return !(rc & PCR_IO_WAIT_TIMEOUT);
 }
 
 bool
 PcrSshWait(SshConn *c, TimestampTz deadline)
 {
 	int			dirs = libssh2_session_block_directions(c->session);
-	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-	long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-	int			rc;
+	uint32		events = 0;
+	uint32		ready;
 
-	if (ms <= 0)
-		return false;
 	if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 		events |= WL_SOCKET_WRITEABLE;
 	if ((dirs & LIBSSH2_SESSION_BLOCK_INBOUND) || !(dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND))
 		events |= WL_SOCKET_READABLE;
-	rc = WaitLatchOrSocket(MyLatch, events, c->sock, ms, PcrWaitEventExtension());
-	if (rc & WL_LATCH_SET)
-		latch_woke();
-	return true;
+	return wait_socket(c->sock, events, deadline, &ready);
 }
 
 static const char *
@@ -103,16 +100,15 @@ PcrSshTransportError(SshConn *c, int rc, const char *what, int timeout_ms)
 /* ------------------------------------------------------------------------
  * Sessions
  * ------------------------------------------------------------------------ */
-static void
-advertise(void)
+int
+PcrSshRoutes(uint64 *out, int max)
 {
-	uint64		hashes[PCR_SSH_MAX_SESSIONS];
 	int			n = 0;
 
-	for (int i = 0; i < PCR_SSH_MAX_SESSIONS; i++)
+	for (int i = 0; i < PCR_SSH_MAX_SESSIONS && n < max; i++)
 		if (conns[i].used)
-			hashes[n++] = conns[i].route_hash;
-	PcrWorkerAdvertise(hashes, n);
+			out[n++] = conns[i].route_hash;
+	return n;
 }
 
 /* Close a session without waiting on the peer: FIN first, so nothing blocks. */
@@ -135,7 +131,6 @@ drop_conn(SshConn *c)
 	c->sock = PGINVALID_SOCKET;
 	if (current == c)
 		current = NULL;
-	advertise();
 }
 
 void
@@ -182,7 +177,7 @@ find_conn(const PcrSshRequest *req)
 {
 	for (int i = 0; i < PCR_SSH_MAX_SESSIONS; i++)
 		if (conns[i].used &&
-			memcmp(conns[i].cache_key, req->cache_key, PCR_SSH_CACHE_KEY_LEN) == 0)
+			memcmp(conns[i].cache_key, req->cache_key, PCR_IO_ROUTE_KEY_LEN) == 0)
 			return &conns[i];
 	return NULL;
 }
@@ -237,19 +232,13 @@ wait_connected(TimestampTz deadline)
 {
 	for (;;)
 	{
-		long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		int			rc;
+		uint32		ready;
 		int			soerr = 0;
 		socklen_t	len = sizeof(soerr);
 
-		if (ms <= 0)
+		if (!wait_socket(pending_sock, WL_SOCKET_CONNECTED, deadline, &ready))
 			return ETIMEDOUT;
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_SOCKET_CONNECTED | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							   pending_sock, ms, PcrWaitEventExtension());
-		if (rc & WL_LATCH_SET)
-			latch_woke();
-		if (!(rc & WL_SOCKET_CONNECTED))
+		if (!(ready & WL_SOCKET_CONNECTED))
 			continue;
 		if (getsockopt(pending_sock, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;
@@ -503,7 +492,7 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 	}
 
 	c = free_conn_slot();
-	memcpy(c->cache_key, req->cache_key, PCR_SSH_CACHE_KEY_LEN);
+	memcpy(c->cache_key, req->cache_key, PCR_IO_ROUTE_KEY_LEN);
 	c->route_hash = req->route_hash;
 	c->sock = PGINVALID_SOCKET;
 	if (strchr(req->host, ':'))
@@ -555,7 +544,6 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 	if (c->sftp == NULL)
 		PcrSshTransportError(c, libssh2_session_last_errno(c->session) == LIBSSH2_ERROR_EAGAIN
 						? PCR_SSH_TIMED_OUT : -1, "sftp start", req->connect_timeout_ms);
-	advertise();
 	return c;
 }
 
@@ -583,12 +571,12 @@ PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
 	if (c == NULL)
 		c = open_conn(req, resp);
 	/* the key is not needed any more */
-	sodium_memzero(req->key, sizeof(req->key));
+	sodium_memzero(req->key, req->key_len);
 	req->key_len = 0;
 	current = c;
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->connect_timeout_ms);
-	if (req->op == PCR_OP_SSH_ACQUIRE)
+	if (req->acquire)
 	{
 		PcrSshMakeWorkspace(c, req->path, deadline, req->connect_timeout_ms);
 		resp->workspace_exists = true;

@@ -9,7 +9,7 @@
 #define PCR_SSH_SESSION_H
 
 #include "pcr.h"
-#include "worker.h"
+#include "ssh_proto.h"
 
 #include <libssh2.h>
 #include <libssh2_sftp.h>
@@ -23,7 +23,7 @@
 typedef struct SshConn
 {
 	bool		used;
-	uint8		cache_key[PCR_SSH_CACHE_KEY_LEN];
+	uint8		cache_key[PCR_IO_ROUTE_KEY_LEN];
 	uint64		route_hash;
 	pgsocket	sock;
 	LIBSSH2_SESSION *session;
@@ -37,8 +37,8 @@ typedef struct SshConn
 } SshConn;
 
 /*
- * Wait on the latch and the socket until libssh2 can go on; false when the
- * deadline has passed.  Serves interrupts and raises when the caller gave up.
+ * Wait (PcrIoWait) on the socket in the directions libssh2 asks for; false
+ * when the deadline has passed.  Raises when the caller gave up.
  */
 extern bool PcrSshWait(SshConn *c, TimestampTz deadline);
 

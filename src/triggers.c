@@ -88,25 +88,27 @@ text_attr(HeapTuple tuple, Relation rel, AttrNumber attnum)
  * and into the client's and the log's CONTEXT as a bind parameter with
  * log_parameter_max_length_on_error.
  */
+typedef struct ValidateCall
+{
+	const PcrDriver *driver;
+	Jsonb	   *config;
+} ValidateCall;
+
+static void
+validate_call(void *arg)
+{
+	ValidateCall *c = (ValidateCall *) arg;
+
+	c->config = c->driver->validate(c->config);
+}
+
 static Jsonb *
 validate_hiding_statement(const PcrDriver *driver, Jsonb *config)
 {
-	MemoryContext ctx = CurrentMemoryContext;
-	ErrorContextCallback *saved_context = error_context_stack;
-	Jsonb	   *result = NULL;
+	ValidateCall c = {driver, config};
 
-	PG_TRY();
-	{
-		error_context_stack = NULL;
-		result = driver->validate(config);
-		error_context_stack = saved_context;
-	}
-	PG_CATCH();
-	{
-		PcrRethrowPrivately(ctx);
-	}
-	PG_END_TRY();
-	return result;
+	PcrRunPrivately(validate_call, &c);
+	return c.config;
 }
 
 /* Validate and normalise environments.config for environments.driver. */

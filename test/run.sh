@@ -39,7 +39,8 @@ PCR_KEYFILE=$WORK/master.key
 scripts/pcr-keygen "$PCR_KEYFILE" >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 export PCR_KEYFILE
 pcr_cluster_init "$DATA" "$PORT" "paperclip.database = 'pcr_regress'" \
-  "paperclip.master_key_file = '$PCR_KEYFILE'" || { echo "0 passed, 1 failed"; exit 1; }
+  "paperclip.master_key_file = '$PCR_KEYFILE'" \
+  "paperclip.check_lookup_paths = on" || { echo "0 passed, 1 failed"; exit 1; }
 pcr_cluster_start "$DATA" || { echo "0 passed, 1 failed"; exit 1; }
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PCR_DATA=$DATA
 

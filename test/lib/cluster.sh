@@ -53,10 +53,22 @@ pcr_cluster_init() {
   } >>"$dir/postgresql.conf"
 }
 
+# PCR_VALGRIND=1: every server runs under valgrind memcheck (reports in DIR/valgrind.PID.log;
+# slow: timed assertions will fail, the reports are what to read; keep them with PCR_KEEP=1)
+_pcr_postgres() {
+  local dir=$1
+  if [ -z "${PCR_VALGRIND:-}" ]; then return 0; fi
+  printf '#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 --log-file=%s/valgrind.%%p.log %s "$@"\n' \
+    "$dir" "$PCR_PGBIN/postgres" >"$dir.valgrind.sh"
+  chmod 755 "$dir.valgrind.sh"
+  echo "-p $dir.valgrind.sh -t 600"
+}
+
 pcr_cluster_start() {
   local dir=$1
   dir=$(realpath -m "$dir")
-  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+  # shellcheck disable=SC2046
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 $(_pcr_postgres "$dir") start >/dev/null ||
     { tail -n 50 "$dir/server.log" >&2; return 1; }
 }
 
@@ -69,7 +81,8 @@ pcr_cluster_stop() {
 pcr_cluster_restart() {
   local dir=$1 mode=${2:-fast}
   dir=$(realpath -m "$dir")
-  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m "$mode" -w -t 60 restart >/dev/null ||
+  # shellcheck disable=SC2046
+  pcr_as_pg "$PCR_PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -m "$mode" -w -t 60 $(_pcr_postgres "$dir") restart >/dev/null ||
     { tail -n 50 "$dir/server.log" >&2; return 1; }
 }
 

@@ -12,7 +12,7 @@ if ! ssh_lab_available; then
   tap_skip_all "sshd is not installed"
   exit 0
 fi
-tap_plan 24
+tap_plan 25
 LAB=$PCR_WORK/ssh41
 trap 'ssh_db_drop; ssh_lab_stop' EXIT
 ssh_lab_start "$LAB" || exit 1
@@ -68,6 +68,16 @@ tap_is "$reused" true "the next request to the same host, user and key reuses th
 tap_is "$(sql -c "SELECT sum(requests_served) > 0 AND sum(pooled_sessions) >= 1
                     FROM paperclip.driver_workers_status()")" t \
   "driver_workers_status shows requests served and the pooled session"
+
+# a request larger than a slot's inline area (32 KiB: knownHosts of more than 32400 bytes, mostly
+# comments, plus a key of 400 bytes or more)
+# travels in a DSM segment of its own
+E_BIG=00000000-0000-0000-0000-000000004102
+BIG_KH="$(python3 -c "print('# padding padding padding padding padding padding padding\n' * 558, end='')")"$'\n'"$SSH_LAB_KNOWN_HOSTS"
+ssh_env $E_BIG big-known-hosts "$(python3 -c 'import json,sys; print(json.dumps({"knownHosts": sys.argv[1]}))' "$BIG_KH")"
+RUN_BIG=$(new_run)
+tap_is "$(sql -c "SELECT length(config->>'knownHosts') > 32400 FROM paperclip.environments WHERE id = '$E_BIG'")|$(sql_error -c "SELECT status FROM paperclip.acquire_run_lease('$C1', '$E_BIG', '$RUN_BIG')")|$(sql -c "SELECT status FROM paperclip.environment_leases WHERE heartbeat_run_id = '$RUN_BIG'")" \
+  "t|no error|active" "an ssh request larger than a slot (32 KB of knownHosts) goes through DSM and acquires"
 
 # sshd restarted under an open session: the liveness check sees it and reconnects
 ssh_lab_restart_sshd "$LAB" || exit 1

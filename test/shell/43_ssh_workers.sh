@@ -19,6 +19,7 @@ BG=()
 cleanup() {
   local pid
   for pid in "${BG[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  psql -X -Atq -d postgres -c "ALTER SYSTEM RESET paperclip.driver_workers_per_company" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
   ssh_db_drop
   ssh_lab_stop
 }
@@ -126,7 +127,14 @@ tap_is "$err" "08001: ssh handshake with \"127.0.0.1:$HUNG_PORT\" timed out" \
 tap_ok $? "the connect timeout error comes promptly ($((t1 - t0)) ms for 1 s)"
 
 # ------------------------------------------------------------ no free worker
+# one company may keep every worker busy only when its share allows it
+# (paperclip.driver_workers_per_company; 56_io_company_share.sh tests the share)
 wait_idle "$NWORKERS"
+sql -c "ALTER SYSTEM SET paperclip.driver_workers_per_company = $NWORKERS" -c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 50); do
+  [ "$(sql -c "SHOW paperclip.driver_workers_per_company")" == "$NWORKERS" ] && break
+  sleep 0.1
+done
 for i in $(seq 1 "$NWORKERS"); do
   R=$(new_run)
   ( PGAPPNAME=pcr_hog sql_error -c "SET paperclip.ssh_connect_timeout = '60s'" \
@@ -147,6 +155,7 @@ tap_ok $? "all workers busy: the error comes within acquire_timeout ($((t1 - t0)
 sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'pcr_hog'" >/dev/null
 for pid in "${BG[@]}"; do wait "$pid" 2>/dev/null; done
 BG=()
+sql -c "ALTER SYSTEM RESET paperclip.driver_workers_per_company" -c "SELECT pg_reload_conf()" >/dev/null
 
 # ------------------------------------------------------------ worker terminated
 wait_idle "$NWORKERS"
