@@ -15,6 +15,10 @@ OBJS = \
 	src/driver_ssh.o \
 	src/driver_sandbox.o \
 	src/provider_fake.o \
+	src/sandbox_registry.o \
+	src/sandbox_ops.o \
+	src/sandbox_inflight.o \
+	src/sandbox_sweep.o \
 	src/secret_ref.o \
 	src/master_key.o \
 	src/secret_crypto.o \
@@ -42,12 +46,23 @@ OBJS = \
 	src/ssh_client.o \
 	src/ssh_workspace.o \
 	src/ssh_api.o \
-	src/probe.o
+	src/ssh_exec.o \
+	src/exec_pack.o \
+	src/exec_text.o \
+	src/lease_exec_args.o \
+	src/lease_exec_audit.o \
+	src/lease_exec.o \
+	src/local_workspace.o \
+	src/local_exec.o \
+	src/sandbox_exec.o \
+	src/probe.o \
+	src/proc_spawn.o \
+	src/proc_wait.o
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql $(wildcard sql/$(EXTENSION)--*--*.sql),$(wildcard sql/$(EXTENSION)--*.sql)) \
 	$(wildcard sql/$(EXTENSION)--*--*.sql)
-HEADERS = src/pcr_provider.h src/io.h
+HEADERS = src/pcr_provider.h src/io.h src/pcr_exec.h src/pcr_proc.h src/jsonb_util.h
 
 SHLIB_LINK += -lssh2 -lsodium
 PG_CPPFLAGS += -I$(srcdir)/src
@@ -71,3 +86,37 @@ include $(PGXS)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
+
+# Provider libraries that ship with the project (providers/<name>/, each with
+# its own PGXS Makefile), built and installed with the extension.  They are
+# compiled against exactly the header set that is installed (HEADERS),
+# staged in build/include, never against src/.
+PROVIDERS = providers/bwrap
+STAGED_INCLUDEDIR = $(CURDIR)/build/include
+
+all: providers
+
+stage-headers: $(HEADERS)
+	rm -rf build/include
+	$(MKDIR_P) build/include
+	cp $(HEADERS) build/include/
+
+providers: stage-headers
+	for p in $(PROVIDERS); do \
+		$(MAKE) -C $$p PG_CONFIG=$(PG_CONFIG) PCR_INCLUDEDIR=$(STAGED_INCLUDEDIR) || exit 1; \
+	done
+
+install: install-providers
+
+install-providers: providers
+	for p in $(PROVIDERS); do \
+		$(MAKE) -C $$p PG_CONFIG=$(PG_CONFIG) PCR_INCLUDEDIR=$(STAGED_INCLUDEDIR) install || exit 1; \
+	done
+
+clean: clean-providers
+
+clean-providers:
+	for p in $(PROVIDERS); do $(MAKE) -C $$p PG_CONFIG=$(PG_CONFIG) clean; done
+	rm -rf build
+
+.PHONY: stage-headers providers install-providers clean-providers

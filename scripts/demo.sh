@@ -4,8 +4,9 @@
 # On a fresh Debian 12 machine, as root (or as a user who can run initdb):
 # installs what is needed, builds and installs paperclip_runtime, starts a
 # throw-away PostgreSQL 15 cluster on 127.0.0.1 with the extension preloaded,
-# and walks through a lease lifecycle on the local and fake-sandbox drivers
-# and a company secret (its master key made by scripts/pcr-keygen), printing
+# and walks through a lease lifecycle on the local and fake-sandbox drivers,
+# a bwrap sandbox (the provider library paperclip_bwrap) and a company secret
+# (its master key made by scripts/pcr-keygen), printing
 # the rows.  The cluster keeps running so you can connect; the last
 # lines say how to connect and how to stop it.
 #
@@ -37,8 +38,10 @@ echo "master key id:   $KEY_ID (an id derived from the key, not the key; every s
 echo "                 records the id of the key that encrypted it, in its key_id column)"
 
 echo "== starting a throw-away cluster in $DEMO/data on 127.0.0.1:$PORT"
-pcr_cluster_init "$DEMO/data" "$PORT" "paperclip.database = 'paperclip'" \
-  "paperclip.master_key_file = '$DEMO/master.key'"
+# the bwrap provider keeps its sandboxes in paperclip_bwrap.sandbox_root: here its
+# default, <home of the postgres user>/paperclip_bwrap (created 0700 when first used)
+PCR_SANDBOX_ROOT=default pcr_cluster_init "$DEMO/data" "$PORT" "paperclip.database = 'paperclip'" \
+  "paperclip.master_key_file = '$DEMO/master.key'" "paperclip.reconcile_interval = '2s'"
 pcr_cluster_start "$DEMO/data"
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 psql -XAtq -d postgres -c "CREATE DATABASE paperclip" >/dev/null
@@ -98,6 +101,54 @@ SELECT provider_lease_id, status, metadata->'resumedLease' AS resumed
 \echo '-- run 2 fails: its lease ends failed with the run''s error'
 UPDATE paperclip.heartbeat_runs SET status = 'failed', error = 'tests failed' WHERE id = '33333333-3333-3333-3333-333333333302';
 SELECT heartbeat_run_id, provider, status, failure_reason, fence FROM paperclip.environment_leases ORDER BY fence;
+
+\echo '-- a bwrap sandbox (provider library paperclip_bwrap, preloaded after paperclip_runtime):'
+\echo '-- a workspace directory per lease, a bubblewrap sandbox (all namespaces unshared, read-only root) per command'
+INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status) VALUES
+  ('33333333-3333-3333-3333-333333333303', '11111111-1111-1111-1111-111111111111', '22222222-2222-2222-2222-222222222222', 'running'),
+  ('33333333-3333-3333-3333-333333333304', '11111111-1111-1111-1111-111111111111', '22222222-2222-2222-2222-222222222222', 'running');
+INSERT INTO paperclip.environments (id, company_id, name, driver, config) VALUES
+  ('55555555-5555-5555-5555-555555555555', '11111111-1111-1111-1111-111111111111', 'bwrap', 'sandbox',
+   '{"provider": "bwrap", "reuseLease": true}'),
+  ('66666666-6666-6666-6666-666666666666', '11111111-1111-1111-1111-111111111111', 'bwrap scratch', 'sandbox',
+   '{"provider": "bwrap", "network": "none", "memoryLimitMb": 512}')
+RETURNING name, config;
+SELECT paperclip.environment_probe('55555555-5555-5555-5555-555555555555') AS probe;
+
+\echo '-- run 3 acquires it: a driver worker made the workspace and started a sandbox over it before the row was written'
+SELECT provider, provider_lease_id, lease_policy, metadata
+  FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
+         '55555555-5555-5555-5555-555555555555', '33333333-3333-3333-3333-333333333303');
+SELECT current_setting('paperclip_bwrap.sandbox_root') AS sandbox_root,
+       array_agg(f ORDER BY f) AS entries
+  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%';
+
+\echo '-- an acquire whose transaction rolls back leaves nothing: the reconciler destroys its workspace'
+BEGIN;
+SELECT provider_lease_id FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
+         '66666666-6666-6666-6666-666666666666', '33333333-3333-3333-3333-333333333304');
+SELECT count(*) AS workspaces_inside_the_transaction
+  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json';
+ROLLBACK;
+SELECT pg_sleep(3) \gset
+SELECT count(*) AS workspaces_after_the_rollback
+  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json';
+
+\echo '-- run 3 succeeds; the reusable sandbox is kept (cleanup: release), and run 4 resumes it'
+UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '33333333-3333-3333-3333-333333333303';
+SELECT pg_sleep(3) \gset
+SELECT heartbeat_run_id, status, cleanup_status FROM paperclip.environment_leases
+ WHERE environment_id = '55555555-5555-5555-5555-555555555555';
+SELECT provider_lease_id, metadata->'resumedLease' AS resumed
+  FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
+         '55555555-5555-5555-5555-555555555555', '33333333-3333-3333-3333-333333333304');
+
+\echo '-- run 4 succeeds and the environment is archived: its sandbox is destroyed'
+UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '33333333-3333-3333-3333-333333333304';
+UPDATE paperclip.environments SET status = 'archived' WHERE id = '55555555-5555-5555-5555-555555555555';
+SELECT pg_sleep(3) \gset
+SELECT count(*) AS sandboxes_left
+  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%';
 
 \echo '-- a company secret: encrypted before it is stored, rotated, resolved by reference'
 SELECT name, latest_version FROM paperclip.secret_create('11111111-1111-1111-1111-111111111111', 'deploy-token', 'tok-v1');

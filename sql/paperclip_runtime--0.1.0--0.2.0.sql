@@ -171,6 +171,119 @@ COMMENT ON FUNCTION paperclip.vocabulary() IS
 REVOKE ALL ON FUNCTION paperclip.vocabulary() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paperclip.vocabulary() TO paperclip_admin;
 
+-- Command execution (issue 10): paperclip.lease_execute() and the
+-- table paperclip.lease_executions that records every call
+ALTER TABLE paperclip.environment_leases
+    ADD CONSTRAINT environment_leases_company_id_id_key UNIQUE (company_id, id);
+
+CREATE TABLE paperclip.lease_executions (
+    id               uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    company_id       uuid        NOT NULL REFERENCES paperclip.companies (id) ON DELETE CASCADE,
+    lease_id         uuid,
+    heartbeat_run_id uuid,
+    command          text        NOT NULL,
+    cwd              text,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL,
+    exit_code        integer,
+    signal           text
+                     CONSTRAINT lease_executions_signal_check CHECK (signal ~ '^SIG[A-Z0-9+-]+$'),
+    timed_out        boolean     NOT NULL DEFAULT false,
+    stdout_bytes     bigint      CONSTRAINT lease_executions_stdout_bytes_check CHECK (stdout_bytes >= 0),
+    stderr_bytes     bigint      CONSTRAINT lease_executions_stderr_bytes_check CHECK (stderr_bytes >= 0),
+    truncated        boolean     NOT NULL DEFAULT false,
+    error_sqlstate   text
+                     CONSTRAINT lease_executions_error_sqlstate_check CHECK (error_sqlstate ~ '^[0-9A-Z]{5}$'),
+    CONSTRAINT lease_executions_lease_fkey FOREIGN KEY (company_id, lease_id)
+        REFERENCES paperclip.environment_leases (company_id, id) ON DELETE SET NULL (lease_id),
+    CONSTRAINT lease_executions_heartbeat_run_fkey FOREIGN KEY (company_id, heartbeat_run_id)
+        REFERENCES paperclip.heartbeat_runs (company_id, id) ON DELETE SET NULL (heartbeat_run_id),
+    CONSTRAINT lease_executions_finished_at_check CHECK (finished_at >= started_at),
+    -- a completed call: exit_code is NULL exactly when a signal killed it or it timed out
+    CONSTRAINT lease_executions_outcome_check CHECK
+        (error_sqlstate IS NOT NULL OR (exit_code IS NULL) = (signal IS NOT NULL OR timed_out))
+);
+COMMENT ON TABLE paperclip.lease_executions IS
+    'one row per paperclip.lease_execute() call: what ran where and how it ended; never its output, arguments or environment values';
+COMMENT ON COLUMN paperclip.lease_executions.stdout_bytes IS 'bytes of stdout returned to the caller (at most the output cap)';
+COMMENT ON COLUMN paperclip.lease_executions.truncated IS 'stdout or stderr was longer than the output cap';
+COMMENT ON COLUMN paperclip.lease_executions.error_sqlstate IS
+    'the SQLSTATE of a call that raised; such rows are written after the caller''s transaction aborted, by the reconciler';
+CREATE INDEX lease_executions_by_lease ON paperclip.lease_executions (company_id, lease_id, started_at);
+CREATE INDEX lease_executions_by_run ON paperclip.lease_executions (company_id, heartbeat_run_id);
+
+-- command execution.  SECURITY INVOKER, like COPY ... PROGRAM, so
+-- that the local driver's pg_execute_server_program check sees the calling
+-- role; the C code reads and writes the extension's tables as their owner,
+-- with explicit company checks, and the search_path is pinned.
+CREATE FUNCTION paperclip.lease_execute(
+    lease_id uuid,
+    command text,
+    args text[] DEFAULT '{}',
+    cwd text DEFAULT NULL,
+    env jsonb DEFAULT '{}',
+    stdin text DEFAULT NULL,
+    timeout_ms integer DEFAULT NULL,
+    max_output_bytes integer DEFAULT NULL)
+RETURNS TABLE (
+    execution_id uuid,
+    exit_code integer,
+    signal text,
+    timed_out boolean,
+    stdout text,
+    stderr text,
+    stdout_truncated boolean,
+    stderr_truncated boolean,
+    duration_ms integer)
+AS 'MODULE_PATHNAME', 'pcr_lease_execute'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE ROWS 1
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION paperclip.lease_execute(uuid, text, text[], text, jsonb, text, integer, integer) IS
+    'run a command (argv, no shell) in the environment of an active lease; returns its exit code or signal, output and duration, and records the call in lease_executions';
+
+-- the reconciler records the calls whose transaction aborted from a queue in
+-- shared memory (lease_exec_audit.c); granted to nobody
+CREATE FUNCTION paperclip.lease_executions_backlog(skip uuid[], n integer)
+RETURNS SETOF paperclip.lease_executions
+AS 'MODULE_PATHNAME', 'pcr_lease_executions_backlog'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.lease_executions_backlog(uuid[], integer) IS
+    'internal: take up to n queued rows of lease_executions (calls whose transaction aborted) for this transaction to insert';
+
+-- the local driver's workspaces (local_workspace.c): the reconciler lists them
+-- to remove those whose lease is no longer active; granted to nobody
+CREATE FUNCTION paperclip.local_workspaces(OUT lease_id uuid, OUT creator_running boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pcr_local_workspaces'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION paperclip.local_workspaces() IS
+    'internal: the lease ids of the directories under paperclip.local_workspace_root, and whether the transaction that made one for a lease it had not committed yet still runs';
+REVOKE ALL ON FUNCTION paperclip.local_workspaces() FROM PUBLIC;
+REVOKE ALL ON FUNCTION paperclip.lease_execute(uuid, text, text[], text, jsonb, text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION paperclip.lease_executions_backlog(uuid[], integer) FROM PUBLIC;
+
+ALTER TABLE paperclip.lease_executions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY company_isolation ON paperclip.lease_executions
+    USING (company_id = (SELECT paperclip.current_company_id()));
+GRANT SELECT ON paperclip.lease_executions TO paperclip_agent, paperclip_admin;
+GRANT EXECUTE ON FUNCTION
+    paperclip.lease_execute(uuid, text, text[], text, jsonb, text, integer, integer)
+TO paperclip_agent, paperclip_admin;
+SELECT pg_catalog.pg_extension_config_dump('paperclip.lease_executions', '');
+
+-- sandbox providers (issue 9): a sandbox environment archived or deleted asks
+-- the reconciler to sweep provider objects once the change commits, so that
+-- its reusable sandbox is destroyed
+CREATE FUNCTION paperclip.environments_sandbox_sweep() RETURNS trigger
+AS 'MODULE_PATHNAME', 'pcr_environments_sandbox_sweep' LANGUAGE C;
+COMMENT ON FUNCTION paperclip.environments_sandbox_sweep() IS
+    'a sandbox environment archived or deleted: the reconciler sweeps provider objects after commit (its reusable sandbox is destroyed)';
+REVOKE ALL ON FUNCTION paperclip.environments_sandbox_sweep() FROM PUBLIC;
+CREATE TRIGGER environments_sweep_sandboxes
+    AFTER UPDATE OF status OR DELETE ON paperclip.environments
+    FOR EACH ROW WHEN (OLD.driver = 'sandbox')
+    EXECUTE FUNCTION paperclip.environments_sandbox_sweep();
+
 ----------------------------------------------------------------------------
 -- Scale (issue 13): indexes for run deletion and retention.  (A run's
 -- renewal by heartbeat_runs_after_update, above, says "IS TRUE" so that no

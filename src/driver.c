@@ -100,43 +100,63 @@ PcrDriverProbe(const PcrDriver *driver, const PcrLeaseRequest *req)
 						  psprintf("driver \"%s\" needs no connection", driver->name), NULL);
 }
 
+void
+PcrDriverGrantUnused(const PcrDriver *driver, const PcrLeaseRequest *req, const PcrLeaseGrant *grant)
+{
+	if (driver->grant_unused)
+		driver->grant_unused(req, grant);
+}
+
 /* ------------------------------------------------------------------------
  * Cleanup requests: head, provider, provider_lease_id (NUL-terminated),
- * then the metadata jsonb as it is stored
+ * then the metadata and the environment's config, jsonb as they are stored
  * ------------------------------------------------------------------------ */
+#define PCR_CLEANUP_PARTS 4
+
 typedef struct PcrCleanupHead
 {
 	pg_uuid_t	lease_id;
 	pg_uuid_t	company_id;
+	pg_uuid_t	environment_id;
 	int32		attempt;
-	int32		flags;			/* which of the three are present */
-	uint32		len[3];
+	int32		flags;			/* which parts are present */
+	bool		keep_object;
+	uint32		len[PCR_CLEANUP_PARTS];
 } PcrCleanupHead;
+
+static bool
+part_is_jsonb(int i)
+{
+	return i >= 2;
+}
 
 char *
 PcrLeaseCleanupPack(const PcrLeaseCleanup *lease, Size *len)
 {
 	PcrCleanupHead head;
-	const char *parts[3] = {lease->provider, lease->provider_lease_id, (const char *) lease->metadata};
+	const char *parts[PCR_CLEANUP_PARTS] = {lease->provider, lease->provider_lease_id,
+		(const char *) lease->metadata, (const char *) lease->environment_config};
 	char	   *buf;
 	Size		off = sizeof(head);
 
 	memset(&head, 0, sizeof(head));
 	head.lease_id = lease->lease_id;
 	head.company_id = lease->company_id;
+	head.environment_id = lease->environment_id;
 	head.attempt = lease->attempt;
+	head.keep_object = lease->keep_object;
 	*len = sizeof(head);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < PCR_CLEANUP_PARTS; i++)
 	{
 		if (parts[i] == NULL)
 			continue;
 		head.flags |= 1 << i;
-		head.len[i] = i == 2 ? VARSIZE(lease->metadata) : strlen(parts[i]) + 1;
+		head.len[i] = part_is_jsonb(i) ? VARSIZE(parts[i]) : strlen(parts[i]) + 1;
 		*len += head.len[i];
 	}
 	buf = palloc(*len);
 	memcpy(buf, &head, sizeof(head));
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < PCR_CLEANUP_PARTS; i++)
 	{
 		if (parts[i] == NULL)
 			continue;
@@ -151,12 +171,12 @@ PcrLeaseCleanupUnpack(const PcrIoRequest *req, PcrLeaseCleanup *lease)
 {
 	PcrCleanupHead head;
 	Size		off = sizeof(head);
-	char	   *parts[3] = {NULL, NULL, NULL};
+	char	   *parts[PCR_CLEANUP_PARTS] = {NULL};
 
 	if (req->len < sizeof(head))
 		elog(ERROR, "malformed cleanup request");
 	memcpy(&head, req->data, sizeof(head));
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < PCR_CLEANUP_PARTS; i++)
 	{
 		if (!(head.flags & (1 << i)))
 			continue;
@@ -165,18 +185,20 @@ PcrLeaseCleanupUnpack(const PcrIoRequest *req, PcrLeaseCleanup *lease)
 		parts[i] = palloc(head.len[i]);	/* aligned, for the jsonb */
 		memcpy(parts[i], req->data + off, head.len[i]);
 		off += head.len[i];
+		if (part_is_jsonb(i) ? (head.len[i] < VARHDRSZ || VARSIZE(parts[i]) != head.len[i])
+			: parts[i][head.len[i] - 1] != '\0')
+			elog(ERROR, "malformed cleanup request");
 	}
-	if ((parts[0] && parts[0][head.len[0] - 1] != '\0') ||
-		(parts[1] && parts[1][head.len[1] - 1] != '\0') ||
-		(parts[2] && VARSIZE(parts[2]) != head.len[2]))
-		elog(ERROR, "malformed cleanup request");
 	memset(lease, 0, sizeof(*lease));
 	lease->lease_id = head.lease_id;
 	lease->company_id = head.company_id;
+	lease->environment_id = head.environment_id;
 	lease->attempt = head.attempt;
+	lease->keep_object = head.keep_object;
 	lease->provider = parts[0];
 	lease->provider_lease_id = parts[1];
 	lease->metadata = (Jsonb *) parts[2];
+	lease->environment_config = (Jsonb *) parts[3];
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include "pcr.h"
 #include "pcr_provider.h"
+#include "exec.h"
 #include "jsonb_util.h"
 #include "io.h"
 #include "util.h"
@@ -25,6 +26,14 @@ typedef struct PcrLeaseCleanup
 	const char *provider_lease_id;	/* may be NULL */
 	Jsonb	   *metadata;		/* the lease's metadata, may be NULL */
 	int			attempt;		/* 1 for the first try */
+	pg_uuid_t	environment_id;
+	Jsonb	   *environment_config; /* NULL when the environment is gone */
+
+	/*
+	 * The lease is reusable and its environment still active: keep what the
+	 * lease used for the environment's next run (release, not destroy).
+	 */
+	bool		keep_object;
 } PcrLeaseCleanup;
 
 /*
@@ -90,6 +99,26 @@ typedef struct PcrDriver
 	 * Default: ok, "driver <name> needs no connection".
 	 */
 	Jsonb	   *(*probe) (const PcrLeaseRequest *req);
+
+	/*
+	 * Optional: paperclip.lease_execute() on a lease of this driver (exec.h).
+	 * Both run in the caller's transaction.  exec_prepare raises 0A000 (or
+	 * 42501, 55000) when this lease cannot run commands, and fills in where
+	 * they run: the workspace (HOME, the base of cwd) and the environment's
+	 * defaults.  execute hands the call to the driver's I/O operation with
+	 * PcrExecInvoke (credentials it resolves are secret ranges of the
+	 * request) and returns the outcome.  NULL: 0A000.
+	 */
+	void		(*exec_prepare) (const PcrExecLease *lease, PcrExecTarget *target);
+	void		(*execute) (const PcrExecLease *lease, const PcrExecCall *call,
+							PcrExecOutcome *outcome);
+
+	/*
+	 * Optional: the lease core called acquire, but wrote no row with the
+	 * grant (a concurrent acquire of the same run and environment won):
+	 * undo what acquire prepared.  Called in the same transaction.
+	 */
+	void		(*grant_unused) (const PcrLeaseRequest *req, const PcrLeaseGrant *grant);
 } PcrDriver;
 
 extern const PcrDriver pcr_driver_local;
@@ -111,6 +140,8 @@ extern const char *PcrDriverLeasePolicy(const PcrDriver *driver, Jsonb *config);
 extern void PcrDriverCheckAvailable(const PcrDriver *driver, Jsonb *config);
 extern bool PcrDriverReleaseNeedsCleanup(const PcrDriver *driver, Jsonb *lease_metadata);
 extern Jsonb *PcrDriverProbe(const PcrDriver *driver, const PcrLeaseRequest *req);
+extern void PcrDriverGrantUnused(const PcrDriver *driver, const PcrLeaseRequest *req,
+								 const PcrLeaseGrant *grant);
 
 /* A PcrLeaseCleanup as the request of a cleanup operation, and back (worker side). */
 extern char *PcrLeaseCleanupPack(const PcrLeaseCleanup *lease, Size *len);
@@ -125,17 +156,15 @@ extern const PcrDriver *PcrDriverOfLease(Jsonb *metadata, const char *provider);
 
 /*
  * Shared config checks (driver_config.c; PcrConfigError, PcrConfigGetText,
- * PcrConfigCheckText and PcrConfigRefuseInlineCredentials are declared in
- * pcr_provider.h, for provider libraries too).
+ * PcrConfigCheckText, PcrConfigRefuseInlineCredentials, PcrConfigRequireObject,
+ * PcrConfigAddTtl and PcrConfigIsCommonKey are declared in pcr_provider.h, for
+ * provider libraries too).
  */
 #define PCR_HOST_MAX_BYTES				253	/* a DNS name */
 #define PCR_WORKSPACE_MODE_MAX_BYTES	128	/* acquire_run_lease(execution_workspace_mode) */
 
-/* An object of at most PCR_CONFIG_MAX_BYTES, or 22023. */
-extern void PcrConfigRequireObject(const char *driver, Jsonb *config);
+/* (PcrConfigRequireObject, PcrConfigAddTtl, PcrConfigIsCommonKey: pcr_provider.h) */
 extern bool PcrConfigCheckTtl(const char *driver, Jsonb *config, int64 *ttl);
-extern void PcrConfigAddTtl(const char *driver, Jsonb *config, PcrJsonbBuilder *b);
-extern bool PcrConfigIsCommonKey(const char *key);
 
 /*
  * An ASCII host name (labels of letters, digits, "-" and "_") or an IP
@@ -157,8 +186,7 @@ extern void PcrConfigCheckProviderName(const char *driver, const char *field, co
  */
 extern char *PcrArgText(FunctionCallInfo fcinfo, int argno, const char *name, int flags, int max_bytes);
 
-/* Base metadata every driver writes: driver, executionWorkspaceMode. */
-extern void PcrMetadataBegin(PcrJsonbBuilder *b, const char *driver, const PcrLeaseRequest *req);
+/* (PcrMetadataBegin, the base metadata every driver writes: pcr_provider.h) */
 
 /* {ok, driver, summary, details} for a probe; details may be NULL */
 extern Jsonb *PcrProbeResult(bool ok, const char *driver, const char *summary, Jsonb *details);

@@ -1,73 +1,28 @@
 /*
- * driver_sandbox.c — the "sandbox" driver and the registry of its providers
+ * driver_sandbox.c — the "sandbox" driver: routes to the lease's provider
  *
- * The driver itself only routes: config.provider (default "fake") names a
- * PcrSandboxProvider registered through pcr_provider.h.  A config naming a
- * provider that is not registered can be stored (it may be loaded later) but
- * not acquired (0A000); its name must still be a provider name, and it must
- * not carry credentials in plain text.
+ * config.provider (default "fake") names a PcrSandboxProvider registered
+ * through pcr_provider.h (sandbox_registry.c).  A config naming a provider
+ * that is not registered can be stored (it may be loaded later) but not
+ * acquired (0A000); its name must still be a provider name, and it must not
+ * carry credentials in plain text.
+ *
+ * Providers with objects (ABI 2 with create; docs/providers.md): acquire names the
+ * object after the lease id the core drew (reusable: the environment id),
+ * records the acquisition in the in-flight table (sandbox_inflight.c) and
+ * has a driver worker resume or create it before the lease row is written;
+ * the lease's cleanup releases (reusable, environment still active) or
+ * destroys it.  ABI 1 providers keep their records-only acquire.
  */
 #include "pcr.h"
 #include "driver.h"
+#include "sandbox.h"
+#include "util.h"
 
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
-
-#define PCR_MAX_SANDBOX_PROVIDERS 16
-
-static const PcrSandboxProvider *providers[PCR_MAX_SANDBOX_PROVIDERS];
-static int	nproviders = 0;
-
-extern const PcrSandboxProvider pcr_provider_fake;
-
-static void
-ensure_builtin_providers(void)
-{
-	if (nproviders == 0)
-		providers[nproviders++] = &pcr_provider_fake;
-}
-
-void
-PcrRegisterSandboxProvider(const PcrSandboxProvider *provider)
-{
-	ensure_builtin_providers();
-	if (provider == NULL || provider->name == NULL || provider->validate == NULL ||
-		provider->acquire == NULL || provider->reuse_lease == NULL ||
-		provider->release_needs_cleanup == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("sandbox provider registration is incomplete")));
-	if (!PcrIsProviderName(provider->name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("sandbox provider name \"%s\" is invalid", provider->name),
-				 errdetail("Provider names match ^[a-z0-9][a-z0-9._-]*$ and have at most %d bytes.",
-						   PCR_PROVIDER_NAME_MAX)));
-	if (provider->abi_version != PCR_PROVIDER_ABI_VERSION)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("sandbox provider \"%s\" was built for provider ABI %d, this server has %d",
-						provider->name, provider->abi_version, PCR_PROVIDER_ABI_VERSION)));
-	if (PcrSandboxProviderByName(provider->name) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("sandbox provider \"%s\" is already registered", provider->name)));
-	if (nproviders >= PCR_MAX_SANDBOX_PROVIDERS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many sandbox providers registered (at most %d)",
-						PCR_MAX_SANDBOX_PROVIDERS)));
-	providers[nproviders++] = provider;
-}
-
-const PcrSandboxProvider *
-PcrSandboxProviderByName(const char *name)
-{
-	ensure_builtin_providers();
-	for (int i = 0; i < nproviders; i++)
-		if (strcmp(providers[i]->name, name) == 0)
-			return providers[i];
-	return NULL;
-}
 
 /*
  * config.provider, defaulting to "fake"; 22023 unless it is a provider name
@@ -142,10 +97,99 @@ sandbox_check_available(Jsonb *config)
 	(void) provider_for_acquire(config);
 }
 
+/* The acquisition the lease core may still discard (sandbox_grant_unused). */
+static int	pending_slot = -1;
+static uint32 pending_generation = 0;
+
+static void pg_attribute_noreturn()
+acquire_failed(const PcrSandboxProvider *p, const PcrSandboxObject *obj, const PcrSandboxAcquired *a)
+{
+	ereport(ERROR,
+			(errcode(a->status == PCR_PROVIDER_RETRY ? PCR_ERRCODE_TRANSPORT : PCR_ERRCODE_REMOTE_IO),
+			 errmsg("sandbox provider \"%s\" could not %s sandbox \"%s\"", p->name,
+					obj->reusable ? "resume or create" : "create", obj->name),
+			 a->message[0] ? errdetail("%s", a->message) : 0,
+			 a->status == PCR_PROVIDER_RETRY ? errhint("The failure may be transient: retry the acquisition.") : 0));
+}
+
+/* The provider's extra metadata and resumedLease, under the grant's own keys. */
+static Jsonb *
+merge_metadata(Jsonb *grant_metadata, const PcrSandboxAcquired *a)
+{
+	Jsonb	   *merged = grant_metadata;
+
+	if (a->metadata != NULL && PcrJsonbIsObject(a->metadata))
+		merged = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(a->metadata),
+													JsonbPGetDatum(merged)));
+	if (a->resumed)
+	{
+		PcrJsonbBuilder b;
+
+		PcrJbBegin(&b);
+		PcrJbAddBool(&b, "resumedLease", true);
+		merged = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(merged),
+													JsonbPGetDatum(PcrJbFinish(&b))));
+	}
+	return merged;
+}
+
+/* Resume or create the lease's object in a driver worker, before the row is written. */
+static void
+acquire_object(const PcrSandboxProvider *p, const PcrLeaseRequest *req, PcrLeaseGrant *grant)
+{
+	PcrSandboxObject obj = {0};
+	PcrSandboxAcquired a = {0};
+	uint32		generation;
+	int			slot;
+
+	obj.name = req->object_name;
+	obj.cluster = PcrSandboxCluster();
+	obj.lease_id = req->lease_id;
+	obj.company_id = req->company_id;
+	obj.environment_id = req->environment_id;
+	obj.database_id = MyDatabaseId;
+	obj.reusable = req->reusable;
+	obj.config = req->config;
+	PcrIoRequireWorkers();
+	slot = PcrInflightBegin(p, &obj, &generation);
+	pending_slot = slot;
+	pending_generation = generation;
+	PcrSandboxCallAcquire(p, &obj, slot, generation, &a);
+	if (a.status != PCR_PROVIDER_OK)
+		acquire_failed(p, &obj, &a);
+	grant->metadata = merge_metadata(grant->metadata, &a);
+}
+
 static void
 sandbox_acquire(const PcrLeaseRequest *req, PcrLeaseGrant *grant)
 {
-	provider_for_acquire(req->config)->acquire(req, grant);
+	const PcrSandboxProvider *p = provider_for_acquire(req->config);
+	PcrLeaseRequest r = *req;
+	const pg_uuid_t *id;
+
+	pending_slot = -1;
+	if (p->abi_version < 2)
+	{
+		p->acquire(req, grant);
+		return;
+	}
+	r.reusable = p->reuse_lease(req->config);
+	id = r.reusable ? &req->environment_id : &req->lease_id;
+	r.object_name = PcrSandboxObjectName(id);
+	p->acquire(&r, grant);
+	grant->provider = p->name;
+	grant->provider_lease_id = psprintf("sandbox://%s/%s", p->name, PcrUuidToCString(id));
+	if (PcrSandboxProviderHasObjects(p))
+		acquire_object(p, &r, grant);
+}
+
+/* A concurrent acquire's lease won: the object just made is nobody's. */
+static void
+sandbox_grant_unused(const PcrLeaseRequest *req, const PcrLeaseGrant *grant)
+{
+	if (pending_slot >= 0)
+		PcrInflightAbandon(pending_slot, pending_generation);
+	pending_slot = -1;
 }
 
 static bool
@@ -163,12 +207,119 @@ sandbox_release_needs_cleanup(Jsonb *lease_metadata)
 	return p->release_needs_cleanup(lease_metadata);
 }
 
+/* The object of a lease: named after the id in provider_lease_id ("sandbox://<p>/<id>"). */
+static bool
+lease_object(const PcrSandboxProvider *p, const PcrLeaseCleanup *lease, PcrSandboxObject *obj)
+{
+	char	   *prefix = psprintf("sandbox://%s/", p->name);
+	pg_uuid_t	id;
+
+	if (lease->provider_lease_id == NULL ||
+		strncmp(lease->provider_lease_id, prefix, strlen(prefix)) != 0 ||
+		!PcrSandboxObjectNameParse(psprintf("pcr-%s-%s", PcrSandboxCluster(),
+											lease->provider_lease_id + strlen(prefix)),
+								   PcrSandboxCluster(), &id))
+		return false;
+	memset(obj, 0, sizeof(*obj));
+	obj->name = PcrSandboxObjectName(&id);
+	obj->cluster = PcrSandboxCluster();
+	obj->lease_id = lease->lease_id;
+	obj->company_id = lease->company_id;
+	obj->environment_id = lease->environment_id;
+	obj->reusable = memcmp(&id, &lease->lease_id, sizeof(id)) != 0;
+	obj->config = lease->environment_config;
+	obj->metadata = lease->metadata;
+	return true;
+}
+
+void
+PcrSandboxExecuteLease(const PcrSandboxLease *lease, const PcrExecSpec *spec, const bool *env_secret,
+					   PcrExecOutcome *outcome)
+{
+	char	   *name = lease->metadata ? PcrJsonbGetText(lease->metadata, "provider") : NULL;
+	const PcrSandboxProvider *p;
+	PcrLeaseCleanup l = {0};
+	PcrSandboxObject obj;
+
+	if (name == NULL)
+		name = (char *) lease->provider;
+	p = name ? PcrSandboxProviderByName(name) : NULL;
+	if (p == NULL || p->abi_version < 2 || p->execute == NULL)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_UNSUPPORTED),
+				 errmsg("sandbox provider \"%s\" cannot execute commands", name ? name : "(none)"),
+				 errdetail(p == NULL ? "The provider is not loaded in this server."
+						   : "The provider has no execute entry point.")));
+	l.lease_id = lease->lease_id;
+	l.company_id = lease->company_id;
+	l.environment_id = lease->environment_id;
+	l.provider_lease_id = lease->provider_lease_id;
+	l.metadata = lease->metadata;
+	l.environment_config = lease->config;
+	if (!lease_object(p, &l, &obj))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_REMOTE_IO),
+				 errmsg("the environment could not start the command"),
+				 errdetail("The lease has no provider_lease_id of provider \"%s\".", p->name)));
+	PcrIoRequireWorkers();
+	PcrSandboxCallExecute(p, &obj, spec, env_secret, outcome);
+}
+
+/* Release (keep) or destroy a lease's object, in this worker. */
+static void
+cleanup_object(const PcrSandboxProvider *p, const PcrLeaseCleanup *lease, PcrIoRequest *req)
+{
+	PcrSandboxObject obj;
+	PcrProviderResult res = {0};
+	volatile PcrProviderStatus status;
+	bool		keep;
+	int			slot = -1;
+	uint32		generation = 0;
+
+	if (!lease_object(p, lease, &obj))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("sandbox lease has no provider_lease_id of provider \"%s\"", p->name)));
+	obj.deadline = req->deadline;
+	keep = obj.reusable && lease->keep_object;
+	if (keep)
+		status = p->release ? p->release(&obj, &res) : PCR_PROVIDER_OK;
+	else
+	{
+		/* a reusable object: no acquirer may resume it while it goes */
+		if (obj.reusable && !PcrInflightClaimName(p, &obj, &slot, &generation))
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_HELD),
+					 errmsg("sandbox \"%s\" is being acquired", obj.name),
+					 errdetail("Its destroy is retried later.")));
+		PG_TRY();
+		{
+			status = p->destroy(&obj, &res);
+		}
+		PG_CATCH();
+		{
+			PcrInflightReleaseName(slot, generation);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		PcrInflightReleaseName(slot, generation);
+	}
+	if (status == PCR_PROVIDER_OK || status == PCR_PROVIDER_NOT_FOUND)
+		return;					/* an object already gone is destroyed */
+	ereport(ERROR,
+			(errcode(status == PCR_PROVIDER_RETRY ? PCR_ERRCODE_TRANSPORT : PCR_ERRCODE_REMOTE_IO),
+			 errmsg("sandbox provider \"%s\" could not %s sandbox \"%s\": %s", p->name,
+					keep ? "release" : "destroy", obj.name,
+					res.message[0] ? res.message : "no reason given")));
+}
+
 /*
  * Release side effects of a sandbox lease: the "sandbox.cleanup" operation,
  * run in a driver worker when the reconciler calls it through the pool.  The
  * provider is the one recorded on the lease; one that is not registered in
  * this server cannot be reached, which fails the attempt (and after
  * paperclip.cleanup_max_attempts, the cleanup) with a message naming it.
+ * Returning is success.
  */
 static void
 sandbox_cleanup_run(PcrIoRequest *req, PcrIoResponse *resp)
@@ -192,11 +343,16 @@ sandbox_cleanup_run(PcrIoRequest *req, PcrIoResponse *resp)
 				 errmsg("sandbox provider \"%s\" is not registered in this server", name)));
 	if (!p->release_needs_cleanup(lease.metadata))
 		return;
+	if (PcrSandboxProviderHasObjects(p))
+	{
+		cleanup_object(p, &lease, req);
+		return;
+	}
 
 	/*
-	 * PCR_PROVIDER_ABI_VERSION 1 has no teardown entry point, so a provider
-	 * that asks for cleanup cannot be served yet: say so rather than report
-	 * a sandbox destroyed that was not.
+	 * A provider without objects (ABI 1, or ABI 2 without create) that still
+	 * asks for cleanup has no teardown entry point to serve it: say so
+	 * rather than report a sandbox destroyed that was not.
 	 */
 	ereport(ERROR,
 			(errcode(PCR_ERRCODE_UNSUPPORTED),
@@ -222,8 +378,12 @@ static const PcrIoBackend sandbox_backend = {
 static void
 sandbox_init(bool preloading)
 {
+	PcrInflightInit(preloading);
 	if (preloading)
+	{
 		PcrIoRegisterBackend(&sandbox_backend);
+		PcrSandboxSweepInit(preloading);
+	}
 }
 
 /* The catch-all of the registry: any provider the drivers before it do not own. */
@@ -235,8 +395,8 @@ sandbox_owns_provider(const char *provider)
 
 /*
  * A sandbox is usable when its provider is registered and accepts the
- * config; the provider interface has no probe of its own (ABI 1), so no
- * sandbox is created here.
+ * config, and — for a provider with a probe entry point — when the provider
+ * says it can start one (in a driver worker; nothing is created).
  */
 static Jsonb *
 sandbox_probe(const PcrLeaseRequest *req)
@@ -244,6 +404,10 @@ sandbox_probe(const PcrLeaseRequest *req)
 	const char *name = config_provider_name(req->config);
 	const PcrSandboxProvider *p = PcrSandboxProviderByName(name);
 	PcrJsonbBuilder details;
+	PcrSandboxObject obj = {0};
+	PcrProviderStatus status;
+	char		message[PCR_PROVIDER_MESSAGE_MAX];
+	static const char *const status_names[] = {"ok", "not found", "retry", "fatal"};
 
 	PcrJbBegin(&details);
 	PcrJbAddText(&details, "provider", name);
@@ -253,8 +417,20 @@ sandbox_probe(const PcrLeaseRequest *req)
 							  PcrJbFinish(&details));
 	PcrJbAddText(&details, "image", PcrJsonbGetText(req->config, "image"));
 	PcrJbAddBool(&details, "reuseLease", p->reuse_lease(req->config));
-	return PcrProbeResult(true, "sandbox",
-						  psprintf("sandbox provider \"%s\" is available", name),
+	if (p->abi_version < 2 || p->probe == NULL)
+		return PcrProbeResult(true, "sandbox",
+							  psprintf("sandbox provider \"%s\" is available", name),
+							  PcrJbFinish(&details));
+	PcrIoRequireWorkers();
+	obj.cluster = PcrSandboxCluster();
+	obj.company_id = req->company_id;
+	obj.environment_id = req->environment_id;
+	obj.reusable = p->reuse_lease(req->config);
+	obj.config = req->config;
+	status = PcrSandboxCallProbe(p, &obj, message);
+	PcrJbAddText(&details, "status", status_names[status]);
+	return PcrProbeResult(status == PCR_PROVIDER_OK, "sandbox",
+						  message[0] ? message : psprintf("sandbox provider \"%s\" is available", name),
 						  PcrJbFinish(&details));
 }
 
@@ -269,4 +445,7 @@ const PcrDriver pcr_driver_sandbox = {
 	.release_needs_cleanup = sandbox_release_needs_cleanup,
 	.probe = sandbox_probe,
 	.cleanup_op = &sandbox_cleanup_op,
+	.grant_unused = sandbox_grant_unused,
+	.exec_prepare = PcrSandboxExecPrepare,	/* sandbox_exec.c */
+	.execute = PcrSandboxExecute,
 };

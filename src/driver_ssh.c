@@ -15,6 +15,7 @@
 #include "ssh_allow.h"
 #include "ssh_proto.h"
 #include "guc_ceiling.h"
+#include "util.h"
 
 #include <limits.h>
 
@@ -479,6 +480,81 @@ ssh_probe(const PcrLeaseRequest *req)
 						  PcrJbFinish(&details));
 }
 
+
+/* ------------------------------------------------------------------------
+ * lease_execute: an exec channel on the pooled session (ssh_exec.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The lease's target is its metadata (host, port, user, the canonical
+ * workspace remoteCwd); the credentials are the environment's.  Should the
+ * environment point elsewhere now, the lease is stale: 55000.
+ */
+static void
+ssh_exec_prepare(const PcrExecLease *lease, PcrExecTarget *target)
+{
+	Jsonb	   *config = ssh_validate(lease->config);
+	char	   *cwd = PcrJsonbGetText(lease->metadata, "remoteCwd");
+	char	   *host = PcrJsonbGetText(lease->metadata, "host");
+	char	   *user = PcrJsonbGetText(lease->metadata, "username");
+	JsonbValue	v;
+	int64		port = -1;
+
+	if (PcrJsonbGet(lease->metadata, "port", &v) != NULL && v.type == jbvNumeric)
+		(void) PcrNumericToInt64(v.val.numeric, &port);
+	if (cwd == NULL || cwd[0] != '/' || host == NULL || user == NULL || port < 1)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("ssh lease %s has no remote workspace in its metadata", PcrUuidToCString(&lease->id)),
+				 errhint("Acquire a new lease with paperclip.acquire_run_lease().")));
+	if (strcmp(host, PcrJsonbGetText(config, "host")) != 0 ||
+		strcmp(user, PcrJsonbGetText(config, "username")) != 0 ||
+		port != config_port(config))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("environment \"%s\" no longer points at the host of lease %s",
+						lease->environment_name, PcrUuidToCString(&lease->id)),
+				 errdetail("The lease was acquired on %s@%s:%d.", user, host, (int) port),
+				 errhint("Release the lease and acquire a new one.")));
+	ssh_check_available(config);
+	target->workspace = cwd;
+}
+
+static void
+ssh_execute(const PcrExecLease *lease, const PcrExecCall *call, PcrExecOutcome *outcome)
+{
+	PcrLeaseRequest req;
+	SshCall    *r;
+	PcrExecInvokeArgs a;
+
+	memset(&req, 0, sizeof(req));
+	req.company_id = lease->company_id;
+	req.environment_id = lease->environment_id;
+	req.environment_name = lease->environment_name;
+	req.config = ssh_validate(lease->config);
+	r = ssh_request(&req);
+
+	memset(&a, 0, sizeof(a));
+	a.op = &pcr_ssh_op_execute;
+	a.company_id = &lease->company_id;
+	a.route = r->route;
+	a.driver_data = r->packed;
+	a.driver_len = r->packed_len;
+	a.driver_secrets = &r->key_range;
+	a.ndriver_secrets = 1;
+	a.setup_ms = 2 * pcr_ssh_connect_timeout;
+	a.target = r->host;
+	PG_TRY();
+	{
+		PcrExecInvoke(call, &a, outcome);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(r->packed + r->key_range.offset, r->key_range.len);
+	}
+	PG_END_TRY();
+}
+
 const PcrDriver pcr_driver_ssh = {
 	.name = "ssh",
 	.init = ssh_init,
@@ -486,4 +562,6 @@ const PcrDriver pcr_driver_ssh = {
 	.check_available = ssh_check_available,
 	.acquire = ssh_acquire,
 	.probe = ssh_probe,
+	.exec_prepare = ssh_exec_prepare,
+	.execute = ssh_execute,
 };

@@ -32,7 +32,8 @@ PcrGucCeilingCheck(PcrGucCeiling *ceiling, int newval, GucSource source)
 	if (superuser())
 		return true;
 	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
-	GUC_check_errmsg("parameter \"%s\" cannot be raised above %d ms", ceiling->name, ceiling->value);
+	GUC_check_errmsg("parameter \"%s\" cannot be raised above %d %s", ceiling->name, ceiling->value,
+					 ceiling->unit ? ceiling->unit : "ms");
 	GUC_check_errdetail("The server's setting is a ceiling: roles that are not superusers may only lower it.");
 	GUC_check_errhint("A superuser can raise it in postgresql.conf or with ALTER SYSTEM.");
 	return false;

@@ -19,6 +19,7 @@ typedef struct PcrGucCeiling
 {
 	const char *name;			/* the setting, for messages */
 	int			value;			/* the server-wide value: the ceiling */
+	const char *unit;			/* for messages; NULL: "ms" */
 } PcrGucCeiling;
 
 /* For the setting's check hook: the new value, where it comes from. */

@@ -8,8 +8,11 @@
  */
 #include "pcr.h"
 #include "driver.h"
+#include "exec.h"
 #include "io_shmem.h"
+#include "lease_exec_audit.h"
 #include "reconciler.h"
+#include "sandbox.h"
 #include "tenant.h"
 
 #include "miscadmin.h"
@@ -45,6 +48,8 @@ pcr_shmem_request(void)
 		prev_shmem_request_hook();
 	PcrReconcilerShmemRequest();
 	PcrIoShmemRequest();
+	PcrExecAuditShmemRequest();
+	PcrInflightShmemRequest();
 }
 
 static void
@@ -55,6 +60,8 @@ pcr_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	PcrReconcilerShmemStartup();
 	PcrIoShmemStartup();
+	PcrExecAuditShmemStartup();
+	PcrInflightShmemStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -105,6 +112,7 @@ _PG_init(void)
 							 PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	PcrIoInit(pcr_preloaded);
 	PcrDriversInit(pcr_preloaded);	/* the ssh driver's include paperclip.ssh_allowed_hosts */
+	PcrExecInit(pcr_preloaded);
 	MarkGUCPrefixReserved("paperclip");
 
 	PcrReconcilerInit();

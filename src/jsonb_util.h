@@ -1,5 +1,7 @@
 /*
  * jsonb_util.h — reading fields of, and building, jsonb objects in C
+ *
+ * Installed with pcr_provider.h (which includes it), for provider libraries.
  */
 #ifndef PCR_JSONB_UTIL_H
 #define PCR_JSONB_UTIL_H
@@ -42,7 +44,7 @@ extern Jsonb *PcrJbFinish(PcrJsonbBuilder *b);
 typedef void (*PcrJsonbKeyCallback) (const char *key, JsonbValue *val, void *arg);
 extern void PcrJsonbForEachKey(Jsonb *jb, PcrJsonbKeyCallback cb, void *arg);
 
-#endif							/* PCR_JSONB_UTIL_H */
-
 /* An integral, finite numeric that fits int64 → true and *out; else false. */
 extern bool PcrNumericToInt64(Numeric n, int64 *out);
+
+#endif							/* PCR_JSONB_UTIL_H */

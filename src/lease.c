@@ -71,12 +71,12 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 	/* acquired_at, last_used_at and expires_at (its TTL later) are the lease trigger's */
 	[PLAN_INSERT_LEASE] = {
 		"INSERT INTO paperclip.environment_leases AS l "
-		"  (company_id, environment_id, heartbeat_run_id, issue_id, execution_workspace_id, "
+		"  (id, company_id, environment_id, heartbeat_run_id, issue_id, execution_workspace_id, "
 		"   status, lease_policy, provider, provider_lease_id, metadata) "
-		"VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9) "
+		"VALUES ($10, $1, $2, $3, $4, $5, 'active', $6, $7, $8, $9) "
 		"ON CONFLICT DO NOTHING "
 		"RETURNING l",
-		9, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
+		10, {UUIDOID, UUIDOID, UUIDOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, UUIDOID}
 	},
 	[PLAN_RELEASE] = {
 		"UPDATE paperclip.environment_leases AS l "
@@ -305,8 +305,8 @@ static bool
 insert_lease(FunctionCallInfo fcinfo, const PcrLeaseRequest *req, const char *policy,
 			 const PcrLeaseGrant *grant)
 {
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[10];
+	char		nulls[10];
 
 	/* expires_at: the lease trigger gives an active lease its environment's TTL */
 	memset(nulls, ' ', sizeof(nulls));
@@ -328,6 +328,7 @@ insert_lease(FunctionCallInfo fcinfo, const PcrLeaseRequest *req, const char *po
 	else
 		values[7] = CStringGetTextDatum(grant->provider_lease_id);
 	values[8] = JsonbPGetDatum(grant->metadata);
+	values[9] = UUIDPGetDatum((pg_uuid_t *) &req->lease_id);
 	run_plan(PLAN_INSERT_LEASE, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
 	return SPI_processed > 0;
 }
@@ -397,9 +398,16 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 			lock_environment_for_reuse(&req);
 			check_holder(&req);
 		}
+		/* the lease id, before any side effect: provider objects are named after it */
+		memcpy(&req.lease_id, DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0)),
+			   sizeof(pg_uuid_t));
+		req.reusable = strcmp(policy, "reuse_by_environment") == 0;
 		driver->acquire(&req, &grant);
 		if (!insert_lease(fcinfo, &req, policy, &grant))
+		{
+			PcrDriverGrantUnused(driver, &req, &grant);
 			resolve_conflict(&req);
+		}
 	}
 	result = return_row(fcinfo, callerctx);
 	SPI_finish();

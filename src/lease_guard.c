@@ -28,7 +28,8 @@
  *   the reconciler is woken when the transaction commits;
  * - a renewal of an active lease is capped at its environment's TTL.
  * DELETE
- * - an active lease is never deleted (it would be lost unreleased).
+ * - an active lease is never deleted (it would be lost unreleased), nor a
+ *   lease whose cleanup is pending (its sandbox would never be destroyed).
  */
 #include "pcr.h"
 #include "driver.h"
@@ -583,6 +584,17 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 					(errcode(PCR_ERRCODE_WRONG_STATE),
 					 errmsg("cannot delete active lease %s", lease_id(&g, oldtup)),
 					 errhint("Release it with paperclip.release_run_leases() first.")));
+
+		/*
+		 * Its release side effects (destroying a sandbox, ...) are still to
+		 * be done, and the row is what tells the reconciler to do them.
+		 */
+		if (text_is(get_text(&g, oldtup, L_CLEANUP_STATUS), "pending"))
+			ereport(ERROR,
+					(errcode(PCR_ERRCODE_WRONG_STATE),
+					 errmsg("cannot delete lease %s while its cleanup is pending", lease_id(&g, oldtup)),
+					 errdetail("The reconciler has not yet carried out the side effects of its release."),
+					 errhint("Wait until cleanup_status is success or failed (paperclip.reconciler_wake() asks for a pass now).")));
 		return PointerGetDatum(oldtup);
 	}
 	ereport(ERROR,

@@ -74,6 +74,7 @@ extern int	pcr_cleanup_max_attempts;
 extern int	pcr_lease_retention;	/* seconds; 0: keep lease history */
 extern char *pcr_company_id;
 extern bool pcr_check_lookup_paths;	/* lease_lookup.c: compare its two paths */
+extern int	pcr_acquire_timeout;	/* milliseconds (io_shmem.c) */
 
 /* true when loaded through shared_preload_libraries */
 extern bool pcr_preloaded;

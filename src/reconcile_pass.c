@@ -64,9 +64,11 @@ PcrReconcilerAddStep(const PcrReconcileStep *step)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("reconciler steps can only be added while shared_preload_libraries is processed")));
-	if (step == NULL || step->name == NULL || step->select_sql == NULL ||
-		(step->process_row == NULL &&
-		 (step->prepare_row == NULL || step->call == NULL || step->record == NULL)))
+	if (step == NULL || step->name == NULL ||
+		(step->run == NULL &&
+		 (step->select_sql == NULL ||
+		  (step->process_row == NULL &&
+		   (step->prepare_row == NULL || step->call == NULL || step->record == NULL)))))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("reconciler step is incomplete")));
@@ -132,6 +134,15 @@ PcrRowUuid(HeapTuple row, TupleDesc desc, const char *column)
 	return copy;
 }
 
+bool
+PcrRowBool(HeapTuple row, TupleDesc desc, const char *column, bool dflt)
+{
+	bool		isnull;
+	Datum		d = row_datum(row, desc, column, &isnull);
+
+	return isnull ? dflt : DatumGetBool(d);
+}
+
 int
 PcrRowInt(HeapTuple row, TupleDesc desc, const char *column, int dflt)
 {
@@ -153,13 +164,13 @@ typedef struct PcrSkipList
 	int			size;
 } PcrSkipList;
 
-typedef struct PcrPass
+struct PcrPass
 {
 	MemoryContext cxt;			/* lives as long as the pass */
 	PcrSkipList skip;
 	PcrPassCounts *counts;
 	char	   *last_error;
-} PcrPass;
+};
 
 typedef enum PcrBatchResult
 {
@@ -235,6 +246,9 @@ count_outcome(PcrPassCounts *c, PcrRowOutcome outcome)
 			break;
 		case PCR_ROW_CLEANUP_RETRY:
 			c->cleanup_attempts_failed++;
+			break;
+		case PCR_ROW_OBJECT_DESTROYED:
+			c->objects_destroyed++;
 			break;
 		case PCR_ROW_CLEANUP_FAILED:
 			c->cleanup_attempts_failed++;
@@ -448,6 +462,7 @@ add_counts(PcrPassCounts *to, const PcrPassCounts *from)
 	to->cleanups_succeeded += from->cleanups_succeeded;
 	to->cleanup_attempts_failed += from->cleanup_attempts_failed;
 	to->cleanups_given_up += from->cleanups_given_up;
+	to->objects_destroyed += from->objects_destroyed;
 	to->history_deleted += from->history_deleted;
 }
 
@@ -581,6 +596,86 @@ run_call_batch(PcrPass *pass, int stepno)
 	return b.nrows >= PCR_ROW_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
 }
 
+/* ------------------------------------------------------------------------
+ * Steps that run themselves
+ * ------------------------------------------------------------------------ */
+typedef struct PcrPlainCall
+{
+	void		(*fn) (void *arg);
+	void	   *arg;
+} PcrPlainCall;
+
+static void
+plain_in_transaction(PcrPass *pass, void *arg)
+{
+	PcrPlainCall *c = (PcrPlainCall *) arg;
+
+	c->fn(c->arg);
+}
+
+int
+PcrReconcilerInTransaction(PcrPass *pass, const PcrReconcileStep *step, pg_uuid_t *row_id,
+						   void (*fn) (void *arg), void *arg)
+{
+	PcrPlainCall c = {fn, arg};
+
+	switch (in_transaction(pass, step, row_id, plain_in_transaction, &c))
+	{
+		case TXN_COMMITTED:
+			return 1;
+		case TXN_NO_EXTENSION:
+			return 0;
+		case TXN_FAILED:
+			break;
+	}
+	return -1;
+}
+
+void
+PcrReconcilerCount(PcrPass *pass, PcrRowOutcome outcome)
+{
+	count_outcome(pass->counts, outcome);
+}
+
+void
+PcrReconcilerStepError(PcrPass *pass, const PcrReconcileStep *step, const char *what, const char *message)
+{
+	ereport(WARNING,
+			(errmsg("paperclip reconciler: step \"%s\": %s", step->name, what),
+			 errdetail_internal("%s", message ? message : "no message")));
+	snprintf(pass->last_error, PCR_RECONCILER_ERROR_LEN, "step \"%s\": %s: %s", step->name, what,
+			 message ? message : "no message");
+	pass->counts->errors++;
+}
+
+/* A run step outside any transaction; an error it raises ends it for this pass. */
+static PcrBatchResult
+run_self(PcrPass *pass, const PcrReconcileStep *step)
+{
+	volatile bool ready = true;
+
+	Assert(!IsTransactionState());
+	PG_TRY();
+	{
+		ready = step->run(pass, step);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(pass->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (IsTransactionState())
+			AbortCurrentTransaction();
+		pass_error(pass, step, NULL, edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(pass->cxt);
+	return ready ? BATCH_PARTIAL : BATCH_NO_EXTENSION;
+}
+
 PcrPassResult
 PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 {
@@ -602,7 +697,10 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
-			r = steps[s]->call != NULL ? run_call_batch(&pass, s) : run_batch(&pass, s);
+			if (steps[s]->run != NULL)
+				r = run_self(&pass, steps[s]);
+			else
+				r = steps[s]->call != NULL ? run_call_batch(&pass, s) : run_batch(&pass, s);
 			if (r == BATCH_NO_EXTENSION)
 				return PCR_PASS_NO_EXTENSION;
 			batches++;

@@ -276,6 +276,10 @@ cleanup_prepare(HeapTuple row, TupleDesc desc)
 	w->lease.provider = PcrRowText(row, desc, "provider");
 	w->lease.provider_lease_id = PcrRowText(row, desc, "provider_lease_id");
 	w->lease.metadata = PcrRowJsonb(row, desc, "metadata");
+	w->lease.environment_config = PcrRowJsonb(row, desc, "environment_config");
+	w->lease.keep_object = PcrRowBool(row, desc, "keep_object", false);
+	if (PcrRowUuid(row, desc, "environment_id") != NULL)
+		memcpy(&w->lease.environment_id, PcrRowUuid(row, desc, "environment_id"), sizeof(pg_uuid_t));
 	w->attempts_seen = PcrRowInt(row, desc, "cleanup_attempts", 0);
 	w->lease.attempt = w->attempts_seen + 1;
 	return w;
@@ -371,18 +375,21 @@ cleanup_record(void *work, ErrorData *call_error)
 const PcrReconcileStep pcr_step_cleanup = {
 	.name = "cleanup",
 	.select_sql =
-	"SELECT id, company_id, provider, provider_lease_id, metadata, cleanup_attempts "
-	"  FROM paperclip.environment_leases "
-	" WHERE cleanup_status = 'pending' "
-	"   AND status IN ('released', 'expired', 'failed') "
-	"   AND (cleanup_attempts = 0 "
-	"        OR updated_at + least(pg_catalog.current_setting('paperclip.reconcile_interval')::interval "
-	"                              * pg_catalog.power(2, least(cleanup_attempts - 1, 20)), "
-	"                              interval '1 hour') <= now()) "
-	"   AND id <> ALL ($1) "
-	" ORDER BY updated_at "
+	"SELECT l.id, l.company_id, l.environment_id, l.provider, l.provider_lease_id, l.metadata, "
+	"       l.cleanup_attempts, e.config AS environment_config, "
+	"       (l.lease_policy = 'reuse_by_environment' AND e.status = 'active') IS TRUE AS keep_object "
+	"  FROM paperclip.environment_leases AS l "
+	"  LEFT JOIN paperclip.environments AS e ON e.company_id = l.company_id AND e.id = l.environment_id "
+	" WHERE l.cleanup_status = 'pending' "
+	"   AND l.status IN ('released', 'expired', 'failed') "
+	"   AND (l.cleanup_attempts = 0 "
+	"        OR l.updated_at + least(pg_catalog.current_setting('paperclip.reconcile_interval')::interval "
+	"                                * pg_catalog.power(2, least(l.cleanup_attempts - 1, 20)), "
+	"                                interval '1 hour') <= now()) "
+	"   AND l.id <> ALL ($1) "
+	" ORDER BY l.updated_at "
 	" LIMIT $2 "
-	"   FOR UPDATE SKIP LOCKED",
+	"   FOR UPDATE OF l SKIP LOCKED",
 	.prepare_row = cleanup_prepare,
 	.call = cleanup_call,
 	.record = cleanup_record,

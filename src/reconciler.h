@@ -68,8 +68,12 @@ typedef enum PcrRowOutcome
 	PCR_ROW_CLEANED,			/* a pending cleanup succeeded */
 	PCR_ROW_CLEANUP_RETRY,		/* a cleanup attempt failed; it will be retried */
 	PCR_ROW_CLEANUP_FAILED,		/* a cleanup failed for good */
+	PCR_ROW_OBJECT_DESTROYED,	/* a provider object without a lease was destroyed */
 	PCR_ROW_DELETED				/* history past paperclip.lease_retention was deleted */
 } PcrRowOutcome;
+
+/* A pass in progress (reconcile_pass.c), for steps that run themselves. */
+typedef struct PcrPass PcrPass;
 
 typedef struct PcrReconcileStep
 {
@@ -105,6 +109,17 @@ typedef struct PcrReconcileStep
 	void	   *(*prepare_row) (HeapTuple row, TupleDesc desc);
 	void		(*call) (void *work);
 	PcrRowOutcome (*record) (void *work, ErrorData *call_error);
+
+	/*
+	 * Optional, instead of select_sql and the row functions: a step that
+	 * finds its work itself (in shared memory, from a provider) and does it,
+	 * called once per pass with no transaction open.  SQL goes through
+	 * PcrReconcilerInTransaction; what it did is counted with
+	 * PcrReconcilerCount.  An error it raises is logged and counted, and
+	 * ends the step for this pass.  Returns false when the extension is
+	 * absent (the pass stops).
+	 */
+	bool		(*run) (PcrPass *pass, const struct PcrReconcileStep *step);
 } PcrReconcileStep;
 
 #define PCR_RECONCILER_MAX_STEPS 8
@@ -112,11 +127,28 @@ typedef struct PcrReconcileStep
 /* Add a step (from _PG_init, while preloading); step must stay valid. */
 extern void PcrReconcilerAddStep(const PcrReconcileStep *step);
 
+/*
+ * For run steps: fn(arg) in a short transaction of its own, with the
+ * extension there and SPI connected.  Returns 1 when it committed, 0 when
+ * the extension is absent, -1 when it raised (the error is logged and
+ * counted against step, and row_id when given).
+ */
+extern int	PcrReconcilerInTransaction(PcrPass *pass, const PcrReconcileStep *step, pg_uuid_t *row_id,
+									   void (*fn) (void *arg), void *arg);
+
+/* For run steps: count what a unit of work did. */
+extern void PcrReconcilerCount(PcrPass *pass, PcrRowOutcome outcome);
+
+/* For run steps: log and count an error a unit of work hit (the step goes on). */
+extern void PcrReconcilerStepError(PcrPass *pass, const PcrReconcileStep *step, const char *what,
+								   const char *message);
+
 /* Column helpers for process_row: NULL when SQL NULL or no such column. */
 extern char *PcrRowText(HeapTuple row, TupleDesc desc, const char *column);
 extern Jsonb *PcrRowJsonb(HeapTuple row, TupleDesc desc, const char *column);
 extern pg_uuid_t *PcrRowUuid(HeapTuple row, TupleDesc desc, const char *column);
 extern int	PcrRowInt(HeapTuple row, TupleDesc desc, const char *column, int dflt);
+extern bool PcrRowBool(HeapTuple row, TupleDesc desc, const char *column, bool dflt);
 
 /*
  * Execute sql through a plan kept in *plan (prepared on first use).  Kept
@@ -134,7 +166,8 @@ typedef struct PcrPassCounts
 	int64		cleanups_succeeded;
 	int64		cleanup_attempts_failed;
 	int64		cleanups_given_up;
-	int64		history_deleted;
+	int64		objects_destroyed;	/* provider objects without a lease (sandbox_sweep.c) */
+	int64		history_deleted;	/* rows past paperclip.lease_retention (reconcile_retention.c) */
 	int64		errors;
 } PcrPassCounts;
 

@@ -37,7 +37,7 @@ extern int	PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *arg
  * array of PcrPlanDef and a static array of SPIPlanPtr (prepared on first
  * use).  PcrRunPlanDef runs one and raises unless SPI answers expected_rc.
  */
-#define PCR_PLAN_MAX_ARGS 10
+#define PCR_PLAN_MAX_ARGS 12
 
 typedef struct PcrPlanDef
 {

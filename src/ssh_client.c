@@ -550,11 +550,10 @@ open_conn(const PcrSshRequest *req, PcrSshResponse *resp)
 /* ------------------------------------------------------------------------
  * A request
  * ------------------------------------------------------------------------ */
-void
-PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
+SshConn *
+PcrSshConnect(PcrSshRequest *req, PcrSshResponse *resp)
 {
 	SshConn    *c = find_conn(req);
-	TimestampTz deadline;
 
 	current = NULL;
 	if (c != NULL)
@@ -574,6 +573,23 @@ PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
 	sodium_memzero(req->key, req->key_len);
 	req->key_len = 0;
 	current = c;
+	return c;
+}
+
+void
+PcrSshDone(SshConn *c)
+{
+	c->last_used = GetCurrentTimestamp();
+	if (c->broken)
+		drop_conn(c);
+	current = NULL;
+}
+
+void
+PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
+{
+	SshConn    *c = PcrSshConnect(req, resp);
+	TimestampTz deadline;
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->connect_timeout_ms);
 	if (req->acquire)
@@ -588,8 +604,5 @@ PcrSshExecute(PcrSshRequest *req, PcrSshResponse *resp)
 					   deadline, req->connect_timeout_ms);
 
 	PcrSshDiscoverApi(c, req, resp);
-	c->last_used = GetCurrentTimestamp();
-	if (c->broken)
-		drop_conn(c);
-	current = NULL;
+	PcrSshDone(c);
 }

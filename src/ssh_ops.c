@@ -1,8 +1,9 @@
 /*
  * ssh_ops.c — the ssh client's operations in the I/O pool
  *
- * Two operations, "ssh.acquire" (connect, create the workspace, find the
- * API) and "ssh.probe" (connect, look at the workspace, find the API), and
+ * Three operations, "ssh.acquire" (connect, create the workspace, find the
+ * API), "ssh.probe" (connect, look at the workspace, find the API) and
+ * "ssh.execute" (connect, run one command: ssh_exec.c), and
  * the worker hooks of the ssh backend: drop the session of a failed request,
  * expire idle sessions, advertise the pooled ones for affinity.
  */
@@ -11,21 +12,21 @@
 #include "ssh_client.h"
 
 /* Point the fields of req into the worker's copy of a packed request; 22023-free: a bad one is internal. */
-static void
-unpack(PcrIoRequest *io, PcrSshRequest *req)
+void
+PcrSshUnpack(char *data, Size len, PcrSshRequest *req)
 {
 	PcrSshRequestHead head;
 	const char *fields[SSH_NFIELDS];
 	Size		off = sizeof(head);
 
-	if (io->len < sizeof(head))
+	if (len < sizeof(head))
 		elog(ERROR, "malformed ssh request");
-	memcpy(&head, io->data, sizeof(head));
+	memcpy(&head, data, sizeof(head));
 	for (int i = 0; i < SSH_NFIELDS; i++)
 	{
-		if (head.len[i] >= io->len || off + head.len[i] >= io->len || io->data[off + head.len[i]] != '\0')
+		if (head.len[i] >= len || off + head.len[i] >= len || data[off + head.len[i]] != '\0')
 			elog(ERROR, "malformed ssh request");
-		fields[i] = io->data + off;
+		fields[i] = data + off;
 		off += head.len[i] + 1;
 	}
 	req->port = head.port;
@@ -50,7 +51,7 @@ run(PcrIoRequest *io, PcrIoResponse *out, bool acquire)
 	TimestampTz start = GetCurrentTimestamp();
 
 	memset(&req, 0, sizeof(req));
-	unpack(io, &req);
+	PcrSshUnpack(io->data, io->len, &req);
 	req.acquire = acquire;
 	PcrSshExecute(&req, resp);
 	resp->elapsed_ms = (int32) TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
@@ -83,7 +84,8 @@ const PcrIoOperation pcr_ssh_op_probe = {
 	.run = run_probe,
 };
 
-static const PcrIoOperation *const ssh_ops[] = {&pcr_ssh_op_acquire, &pcr_ssh_op_probe};
+static const PcrIoOperation *const ssh_ops[] = {&pcr_ssh_op_acquire, &pcr_ssh_op_probe,
+&pcr_ssh_op_execute};
 
 static const PcrIoBackend ssh_backend = {
 	.abi_version = PCR_IO_ABI_VERSION,

@@ -81,6 +81,10 @@ typedef struct PcrSshResponse
 /* ssh_ops.c: the operations, and their registration (from the ssh driver's init) */
 extern const PcrIoOperation pcr_ssh_op_acquire;
 extern const PcrIoOperation pcr_ssh_op_probe;
+extern const PcrIoOperation pcr_ssh_op_execute;	/* ssh_exec.c */
+
+/* The fields of a packed request, pointing into data (worker side). */
+extern void PcrSshUnpack(char *data, Size len, PcrSshRequest *req);
 extern void PcrSshRegisterIo(void);
 
 #endif							/* PCR_SSH_PROTO_H */

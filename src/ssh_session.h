@@ -10,6 +10,7 @@
 
 #include "pcr.h"
 #include "ssh_proto.h"
+#include "pcr_exec.h"
 
 #include <libssh2.h>
 #include <libssh2_sftp.h>
@@ -59,6 +60,23 @@ extern void PcrSshTransportError(SshConn *c, int rc, const char *what, int timeo
 			   libssh2_session_last_errno((c)->session) == LIBSSH2_ERROR_EAGAIN) \
 			if (!PcrSshWait((c), (deadline))) break; \
 	} while (0)
+
+/*
+ * ssh_client.c: a verified, authenticated session for the request (a pooled
+ * one after its liveness and host key checks, else a new one); the request's
+ * key is zeroed.  It is the session of the running request: dropped by the
+ * backend's abort hook if the request raises.  PcrSshDone hands it back to
+ * the pool (or drops it when marked broken).
+ */
+extern SshConn *PcrSshConnect(PcrSshRequest *req, PcrSshResponse *resp);
+extern void PcrSshDone(SshConn *c);
+
+/*
+ * ssh_exec.c: run one command (the "ssh.execute" operation's work); start_ms
+ * bounds the remote login until the command runs, spec->timeout_ms the
+ * command from then on.
+ */
+extern void PcrSshRunCommand(SshConn *c, const PcrExecSpec *spec, int start_ms, PcrExecOutcome *outcome);
 
 /* ssh_workspace.c: mkdir -p, stat and realpath over SFTP */
 extern void PcrSshMakeWorkspace(SshConn *c, const char *path, TimestampTz deadline, int timeout_ms);

@@ -13,6 +13,7 @@
 #include "driver.h"
 #include "rel_util.h"
 #include "spi_util.h"
+#include "sandbox.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -26,6 +27,7 @@ PG_FUNCTION_INFO_V1(pcr_environments_config_trigger);
 PG_FUNCTION_INFO_V1(pcr_environments_delete_guard);
 PG_FUNCTION_INFO_V1(pcr_validate_environment_config);
 PG_FUNCTION_INFO_V1(pcr_lease_ttl);
+PG_FUNCTION_INFO_V1(pcr_environments_sandbox_sweep);
 
 /* The columns of paperclip.environments the triggers read. */
 enum
@@ -211,4 +213,47 @@ pcr_lease_ttl(PG_FUNCTION_ARGS)
 				 errmsg("argument \"config\" must be a JSON object")));
 	iv->time = PcrLeaseTtlSeconds(config) * USECS_PER_SEC;
 	PG_RETURN_INTERVAL_P(iv);
+}
+
+/*
+ * A sandbox environment archived or deleted: its reusable sandbox (if any)
+ * is to be destroyed.  Ask the reconciler for a sweep of provider objects
+ * once the change commits (AFTER UPDATE OF status OR DELETE, FOR EACH ROW
+ * WHEN (OLD.driver = 'sandbox')).
+ */
+Datum
+pcr_environments_sandbox_sweep(PG_FUNCTION_ARGS)
+{
+	const char *fname = "environments_sandbox_sweep";
+	TriggerData *td;
+	char	   *status = NULL;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be called as a trigger", fname)));
+	td = (TriggerData *) fcinfo->context;
+	if (RelationGetRelid(td->tg_relation) != PcrRelid(PCR_REL_ENVIRONMENTS))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger function \"%s\" fires only on %s, not on \"%s\"", fname,
+						PcrRelName(PCR_REL_ENVIRONMENTS), RelationGetRelationName(td->tg_relation))));
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger function \"%s\" fired for an event it does not handle", fname)));
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		static PcrColumns cache;
+		static const PcrColumn status_col[1] = {{"status", TEXTOID}};
+		const AttrNumber *att = PcrResolveColumns(td->tg_relation, status_col, 1, &cache);
+		bool		isnull;
+		Datum		d = heap_getattr(td->tg_newtuple, att[0], RelationGetDescr(td->tg_relation), &isnull);
+
+		status = isnull ? NULL : TextDatumGetCString(d);
+	}
+	if (status == NULL || strcmp(status, "active") != 0)
+		PcrSandboxSweepAtCommit();
+	return PointerGetDatum(NULL);
 }

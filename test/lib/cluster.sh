@@ -7,7 +7,10 @@
 # (PostgreSQL refuses to run as root), from "/": the caller's directory (a
 # checkout under /root, say) is usually one postgres may not enter, and
 # PostgreSQL's programs complain when they cannot change back to it.  DIR may
-# be relative: it is made absolute first.
+# be relative: it is made absolute first.  The bwrap provider is preloaded
+# with the extension; its sandboxes live in DIR.sandboxes (0700, the
+# server's), or in the provider's default sandbox_root with
+# PCR_SANDBOX_ROOT=default.
 
 PCR_PGBIN=${PCR_PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 
@@ -33,17 +36,18 @@ pcr_cluster_init() {
   local dir=$1 port=$2
   dir=$(realpath -m "$dir")
   shift 2
-  mkdir -p "$dir"
+  mkdir -p "$dir" "$dir.sandboxes"
   chmod 755 "$(dirname "$dir")" 2>/dev/null || true
-  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
-  chmod 700 "$dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir" "$dir.sandboxes"; fi
+  chmod 700 "$dir" "$dir.sandboxes"
   pcr_as_pg "$PCR_PGBIN/initdb" -D "$dir" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 ||
     { cat "$dir.initdb.log" >&2; return 1; }
   {
     echo "listen_addresses = '127.0.0.1'"
     echo "port = $port"
     echo "unix_socket_directories = '$dir'"
-    echo "shared_preload_libraries = 'paperclip_runtime'"
+    echo "shared_preload_libraries = 'paperclip_runtime, paperclip_bwrap'"
+    [ "${PCR_SANDBOX_ROOT:-}" = default ] || echo "paperclip_bwrap.sandbox_root = '$dir.sandboxes'"
     echo "fsync = off"
     echo "synchronous_commit = off"
     echo "full_page_writes = off"

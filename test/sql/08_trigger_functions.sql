@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(24);
+SELECT plan(28);
 
 -- The trigger functions fire on the extension's tables only.  Nobody but the
 -- owner may attach them anywhere; attached by the owner to a table of the
@@ -17,7 +17,7 @@ SELECT is((SELECT count(*)::int FROM pg_proc p
   FROM unnest(ARRAY['public', 'paperclip_agent', 'paperclip_admin', 'pcr_c1_agent', 'pcr_c1_admin']) AS r;
 SELECT is((SELECT count(*)::int FROM pg_proc
             WHERE pronamespace = 'paperclip'::regnamespace AND prorettype = 'trigger'::regtype),
-          5, 'the extension has five trigger functions');
+          6, 'the extension has six trigger functions');
 
 -- a tenant cannot attach them to a table of its own
 SET LOCAL ROLE pcr_c1_agent;
@@ -26,7 +26,8 @@ SELECT throws_ok(format($$CREATE TRIGGER t BEFORE UPDATE ON mine FOR EACH ROW EX
                  '42501', format('permission denied for function paperclip.%s', f),
                  format('an agent cannot attach %s to a table', f))
   FROM unnest(ARRAY['environment_leases_guard', 'environments_config_trigger', 'environments_delete_guard',
-                    'heartbeat_runs_after_update', 'heartbeat_runs_before_delete']) AS f;
+                    'heartbeat_runs_after_update', 'heartbeat_runs_before_delete',
+                    'environments_sandbox_sweep']) AS f;
 RESET ROLE;
 
 -- ------------------------------------------------------------ attached anyway: an error, not a crash
@@ -59,6 +60,12 @@ SELECT throws_ok('DELETE FROM hostile', '39P01',
                  'environments_delete_guard on another table: DELETE → 39P01');
 
 DROP TRIGGER t ON hostile;
+CREATE TRIGGER t AFTER UPDATE OR DELETE ON hostile FOR EACH ROW EXECUTE FUNCTION paperclip.environments_sandbox_sweep();
+SELECT throws_ok('UPDATE hostile SET id = 2', '39P01',
+                 'trigger function "environments_sandbox_sweep" fires only on paperclip.environments, not on "hostile"',
+                 'environments_sandbox_sweep on another table: UPDATE → 39P01');
+SELECT throws_ok('DELETE FROM hostile', '39P01', NULL, 'environments_sandbox_sweep on another table: DELETE → 39P01');
+DROP TRIGGER t ON hostile;
 CREATE TRIGGER t AFTER UPDATE ON hostile FOR EACH ROW EXECUTE FUNCTION paperclip.heartbeat_runs_after_update();
 SELECT throws_ok('UPDATE hostile SET id = 2', '39P01', NULL,
                  'heartbeat_runs_after_update (SECURITY DEFINER) on another table: 39P01, nothing released');
@@ -74,6 +81,12 @@ CREATE TRIGGER wrong_event AFTER UPDATE ON paperclip.environments
 SELECT throws_ok($$UPDATE paperclip.environments SET description = 'x' WHERE id = '00000000-0000-0000-0000-0000000000e1'$$,
                  '39P01', 'trigger function "environments_delete_guard" fired for an event it does not handle',
                  'environments_delete_guard fired AFTER UPDATE → 39P01');
+DROP TRIGGER wrong_event ON paperclip.environments;
+CREATE TRIGGER wrong_event BEFORE UPDATE ON paperclip.environments
+    FOR EACH ROW EXECUTE FUNCTION paperclip.environments_sandbox_sweep();
+SELECT throws_ok($$UPDATE paperclip.environments SET description = 'x' WHERE id = '00000000-0000-0000-0000-0000000000e1'$$,
+                 '39P01', 'trigger function "environments_sandbox_sweep" fired for an event it does not handle',
+                 'environments_sandbox_sweep fired BEFORE UPDATE → 39P01');
 DROP TRIGGER wrong_event ON paperclip.environments;
 
 -- on the right table whose column has another type: the type is checked, not assumed
