@@ -323,3 +323,8 @@ BEGIN
     END LOOP;
 END
 $scale$;
+
+-- Retention of execution records (issue 13): the reconciler deletes the
+-- oldest records that finished longer ago than paperclip.lease_retention.
+-- lease_executions is new in this version (above), so no lock to avoid.
+CREATE INDEX lease_executions_by_finished_at ON paperclip.lease_executions (finished_at);

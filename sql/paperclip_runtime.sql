@@ -250,6 +250,8 @@ COMMENT ON COLUMN paperclip.lease_executions.error_sqlstate IS
     'the SQLSTATE of a call that raised; such rows are written after the caller''s transaction aborted, by the reconciler';
 CREATE INDEX lease_executions_by_lease ON paperclip.lease_executions (company_id, lease_id, started_at);
 CREATE INDEX lease_executions_by_run ON paperclip.lease_executions (company_id, heartbeat_run_id);
+-- retention (paperclip.lease_retention) deletes the records that finished longest ago
+CREATE INDEX lease_executions_by_finished_at ON paperclip.lease_executions (finished_at);
 
 ----------------------------------------------------------------------------
 -- C functions

@@ -100,8 +100,8 @@ _PG_init(void)
 							NULL, &pcr_cleanup_max_attempts, 5, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("paperclip.lease_retention",
-							"Age after which the reconciler deletes lease history that is done; 0 keeps it.",
-							"Terminal leases released longer ago than this whose cleanup is not pending or failed, and that are not retained.",
+							"Age after which the reconciler deletes history that is done; 0 keeps it.",
+							"Execution records that finished longer ago than this, and terminal leases released longer ago whose cleanup is not pending or failed and that are not retained.",
 							&pcr_lease_retention, 0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	PcrTenantInit();

@@ -122,7 +122,7 @@ typedef struct PcrReconcileStep
 	bool		(*run) (PcrPass *pass, const struct PcrReconcileStep *step);
 } PcrReconcileStep;
 
-#define PCR_RECONCILER_MAX_STEPS 8
+#define PCR_RECONCILER_MAX_STEPS 16
 
 /* Add a step (from _PG_init, while preloading); step must stay valid. */
 extern void PcrReconcilerAddStep(const PcrReconcileStep *step);

@@ -2,8 +2,10 @@
 # Retention (paperclip.lease_retention): off by default; when set, the
 # reconciler deletes lease history that is done and older than that — never
 # an active lease, one whose cleanup is pending or failed, or a retained one
-# — in bounded batches, also while clients acquire and release all along.
-# Every deletion is recorded by an audit trigger and checked afterwards.
+# — and execution records that finished longer ago than that, in bounded
+# batches, also while clients acquire, record executions and release all
+# along.  Every deletion is recorded by an audit trigger and checked
+# afterwards: nothing recent, nothing still in use.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/cluster.sh
@@ -32,6 +34,16 @@ BEGIN
 END $$;
 CREATE TRIGGER audit_delete AFTER DELETE ON paperclip.environment_leases
   FOR EACH ROW EXECUTE FUNCTION public.audit_delete();
+CREATE TABLE public.deleted_executions AS
+  SELECT x.*, now() AS deleted_at, interval '0' AS retention FROM paperclip.lease_executions AS x WITH NO DATA;
+CREATE FUNCTION public.audit_delete_execution() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.deleted_executions
+  SELECT OLD.*, now(), current_setting('paperclip.lease_retention')::interval;
+  RETURN OLD;
+END $$;
+CREATE TRIGGER audit_delete AFTER DELETE ON paperclip.lease_executions
+  FOR EACH ROW EXECUTE FUNCTION public.audit_delete_execution();
 SQL
 ok "the reconciler runs on the database" \
   wait_until 15 "SELECT state IN ('idle', 'reconciling') AND passes > 0 FROM paperclip.reconciler_status()"
@@ -66,9 +78,19 @@ L_ACTIVE=$(sql "INSERT INTO paperclip.environment_leases (company_id, environmen
                 VALUES ('$C1', '$E_LOCAL', '00000000-0000-0000-0000-0000000000f1', 'local', '{\"driver\": \"local\"}',
                         now() - interval '3 hours', now() - interval '3 hours', now() + interval '1 hour')
                 RETURNING id")
+# execution records: <started> <finished> <lease>
+execution() {
+  sql "INSERT INTO paperclip.lease_executions (company_id, lease_id, command, started_at, finished_at, exit_code)
+       VALUES ('$C1', $3, 'true', $1, $2, 0) RETURNING id"
+}
+X_OLD=$(execution "$OLD - interval '1 minute'" "$OLD" "'$L_RELEASED'")
+X_OLD_ACTIVE=$(execution "$OLD - interval '1 minute'" "$OLD" "'$L_ACTIVE'")
+X_LONG=$(execution "$OLD" "now() - interval '10 minutes'" "'$L_RELEASED'")
+X_RECENT=$(execution "now() - interval '11 minutes'" "now() - interval '10 minutes'" "'$L_RECENT'")
 P0=$(sql "SELECT passes FROM paperclip.reconciler_status()")
 ok "with retention off, passes go by…" wait_until 10 "SELECT passes >= $P0 + 3 FROM paperclip.reconciler_status()"
-is "$(sql "SELECT count(*) FROM public.deleted_leases")" 0 "…and nothing is deleted"
+is "$(sql "SELECT count(*) FROM public.deleted_leases")|$(sql "SELECT count(*) FROM public.deleted_executions")" "0|0" \
+  "…and nothing is deleted, neither leases nor execution records"
 
 # ---------------------------------------------------------------- one hour
 sql "ALTER SYSTEM SET paperclip.lease_retention = '1h'" postgres
@@ -87,8 +109,16 @@ is "$(gone "$L_GAVE_UP")" 1 "a lease whose cleanup failed for good is kept (an o
 is "$(gone "$L_RETAINED")" 1 "a retained lease is kept (its environment was kept on purpose)"
 is "$(sql "SELECT status FROM paperclip.environment_leases WHERE id = '$L_ACTIVE'")" active \
   "an active lease acquired three hours ago is kept, and stays active"
-ok "the server log counts the deleted rows" \
-  grep -q "paperclip reconciler: pass .* deleted 3 history rows" "$RDATA/server.log"
+xgone() { sql "SELECT count(*) FROM paperclip.lease_executions WHERE id = '$1'"; }
+is "$(xgone "$X_OLD")|$(xgone "$X_OLD_ACTIVE")" "0|0" \
+  "execution records that finished two hours ago are deleted, whether their lease is gone or still active"
+is "$(xgone "$X_LONG")|$(xgone "$X_RECENT")" "1|1" \
+  "records that finished ten minutes ago are kept, also one of a call that started two hours ago"
+is "$(sql "SELECT lease_id IS NULL FROM paperclip.lease_executions WHERE id = '$X_LONG'")|$(sql "SELECT lease_id
+      FROM paperclip.lease_executions WHERE id = '$X_RECENT'")" "t|$L_RECENT" \
+  "a kept record of a deleted lease lost only its lease id; one of a kept lease still names it"
+ok "the server log counts the deleted rows (3 leases, 2 execution records)" \
+  grep -q "paperclip reconciler: pass .* deleted 5 history rows" "$RDATA/server.log"
 
 # ---------------------------------------------------------------- bounded batches
 # (counted by the log; the audit would only slow this part down)
@@ -102,7 +132,7 @@ ok "a backlog of 120000 rows is deleted" \
   wait_until 120 "SELECT count(*) = 0 FROM paperclip.environment_leases WHERE status = 'released' AND provider = 'local'"
 DELETED=$(grep -o "deleted [0-9]* history rows" "$RDATA/server.log" | awk '{print $2}')
 is "$(echo "$DELETED" | sort -n | tail -n 1)" 100000 "…at most 100000 rows a pass (100 batches of 1000)"
-is "$(echo "$DELETED" | awk '{s += $1} END {print s}')" 120003 "…and every deleted row was counted once"
+is "$(echo "$DELETED" | awk '{s += $1} END {print s}')" 120005 "…and every deleted row was counted once"
 sql "ALTER TABLE paperclip.environment_leases ENABLE TRIGGER audit_delete"
 
 # ---------------------------------------------------------------- under concurrency
@@ -114,12 +144,17 @@ sql "INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status)
 ERRORS0=$(sql "SELECT total_errors FROM paperclip.reconciler_status()")
 W=$PCR_WORK/recon35.bench
 mkdir -p "$W"
-# acquire and release local leases (runs 1-400): done at once, deletable a second later
+# acquire local leases (runs 1-400), record an execution on each, release:
+# lease and record done at once, deletable a second later
 cat >"$W/local.sql" <<SQL
 \set r random(1, 100) + 100 * :client_id
 BEGIN;
-SELECT id FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL',
-         ('00000000-0000-0000-0002-' || lpad(to_hex(:r), 12, '0'))::uuid);
+SELECT id AS lease FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL',
+         ('00000000-0000-0000-0002-' || lpad(to_hex(:r), 12, '0'))::uuid) \\gset
+INSERT INTO paperclip.lease_executions (company_id, lease_id, heartbeat_run_id, command, started_at, finished_at,
+                                        exit_code)
+VALUES ('$C1', ':lease'::uuid, ('00000000-0000-0000-0002-' || lpad(to_hex(:r), 12, '0'))::uuid, 'true',
+        clock_timestamp() - interval '5 milliseconds', clock_timestamp(), 0);
 SELECT id FROM paperclip.release_run_leases(('00000000-0000-0000-0002-' || lpad(to_hex(:r), 12, '0'))::uuid);
 COMMIT;
 SQL
@@ -151,6 +186,12 @@ ok "the released local leases are deleted a second after their release" \
                   WHERE provider = 'local' AND status = 'released' AND released_at < now() - interval '3 seconds'"
 is "$(sql "SELECT count(*) > 100 FROM public.deleted_leases WHERE retention = interval '1 second'")" t \
   "retention deleted leases while the clients were at work"
+ok "the execution records of the clients are deleted a second after they finished" \
+  wait_until 15 "SELECT count(*) = 0 FROM paperclip.lease_executions WHERE finished_at < now() - interval '3 seconds'"
+is "$(sql "SELECT count(*) > 100 FROM public.deleted_executions WHERE retention = interval '1 second'")" t \
+  "…deleted while the clients were at work"
+is "$(sql "SELECT count(*) FROM public.deleted_executions WHERE finished_at >= deleted_at - retention")" 0 \
+  "every execution record retention deleted had finished longer ago than the retention"
 is "$(sql "SELECT count(*) FROM public.deleted_leases
             WHERE status NOT IN ('released', 'expired', 'failed')
                OR cleanup_status IS NOT NULL AND cleanup_status <> 'success'

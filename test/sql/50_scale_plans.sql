@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(17);
+SELECT plan(19);
 
 -- The lease paths cost the same with 1 or 8000 other active leases, under
 -- statistics gathered before those existed (a burst of runs after a quiet
@@ -126,6 +126,28 @@ SELECT ok(EXISTS (SELECT 1 FROM pg_temp.plan(
                    WHERE p LIKE '%Index Scan on environment_leases_by_heartbeat_run%'
                       OR p LIKE '%Index Scan using environment_leases_by_heartbeat_run%'),
           'the foreign key''s ON DELETE SET NULL finds a run''s leases by index');
+
+-- execution records: retention finds the oldest by index, and deleting a
+-- lease (retention again) finds its records by index for its foreign key
+INSERT INTO paperclip.lease_executions (company_id, lease_id, command, started_at, finished_at, exit_code)
+SELECT '00000000-0000-0000-0000-0000000000c1', l.ids[i % 4000 + 1], 'true',
+       now() - i * interval '1 second' - interval '1 second', now() - i * interval '1 second', 0
+  FROM generate_series(1, 20000) AS i,
+       (SELECT array_agg(id) AS ids FROM paperclip.environment_leases WHERE status = 'released') AS l;
+ANALYZE paperclip.lease_executions;
+SELECT ok(EXISTS (SELECT 1 FROM pg_temp.plan(
+                    $$SELECT id FROM paperclip.lease_executions
+                       WHERE (finished_at IS NOT NULL) AND finished_at < now() - interval '1 hour'
+                       ORDER BY finished_at LIMIT 1000 FOR UPDATE SKIP LOCKED$$) AS p
+                   WHERE p LIKE '%Index Scan using lease_executions_by_finished_at%'),
+          'retention finds the execution records that finished longest ago by index');
+SELECT ok(EXISTS (SELECT 1 FROM pg_temp.plan(
+                    $$UPDATE ONLY paperclip.lease_executions SET lease_id = NULL
+                       WHERE '00000000-0000-0000-0000-0000000000c1' = company_id
+                         AND '00000000-0000-0000-0000-000000000017' = lease_id$$) AS p
+                   WHERE p LIKE '%Index Scan using lease_executions_by_lease%'
+                      OR p LIKE '%Bitmap Index Scan on lease_executions_by_lease%'),
+          'deleting a lease finds its execution records by index (the foreign key''s ON DELETE SET NULL)');
 
 SELECT * FROM finish();
 ROLLBACK;
