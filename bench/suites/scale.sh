@@ -11,7 +11,8 @@
 #   delete   deleting runs (one per transaction) with the history vs without;
 #   upgrade  what the 0.1.0 -> 0.2.0 indexes cost to build on the history,
 #            and what deleting a run cost without the run index;
-#   retain   the retention statement's rows/s on the history vs one DELETE.
+#   retain   the retention statements' rows/s on the history vs one DELETE:
+#            execution records first, then leases (as a pass does).
 #
 # Shared buffers per call come from pg_stat_statements (deterministic where
 # throughput is noisy).  Targets: history and stale ratios >= 0.9, run
@@ -21,6 +22,8 @@
 #                           their indexes and WAL: put the cluster where
 #                           there is room, BENCH_DIR=/somewhere)
 #   BENCH_ACTIVE=10000      other active leases in the stale part
+#   BENCH_EXECUTIONS        execution records of the history (default one
+#                           for every tenth lease)
 #   BENCH_ROUNDS=3          alternating rounds
 #   BENCH_SCALE_SHARED_BUFFERS=2GB  for this suite (reset afterwards): a
 #                           database with several GB of leases is given room
@@ -34,6 +37,7 @@ cd "$(dirname "$0")/../.."
 
 HISTORY=${BENCH_HISTORY:-10000000}
 ACTIVE=${BENCH_ACTIVE:-10000}
+EXECUTIONS=${BENCH_EXECUTIONS:-$((HISTORY / 10))}
 ROUNDS=${BENCH_ROUNDS:-3}
 EMPTY=pcr_scale_empty
 BIG=pcr_scale_big
@@ -159,9 +163,23 @@ END
 CALL public.seed_history($((HISTORY / 5)), 20000);
 SQL
   echo "seeded $HISTORY leases in $(( $(now_s) - t0 )) s"
+  # execution records: one a minute before the release of every n-th lease
+  local every=$(( EXECUTIONS > 0 && HISTORY / EXECUTIONS > 1 ? HISTORY / EXECUTIONS : 1 ))
+  t0=$(now_s)
+  q "$db" >/dev/null <<SQL
+SET synchronous_commit = off;
+INSERT INTO paperclip.lease_executions (company_id, lease_id, heartbeat_run_id, command, started_at, finished_at,
+                                        exit_code, stdout_bytes, stderr_bytes)
+SELECT company_id, id, heartbeat_run_id, 'make', released_at - interval '2 minutes', released_at - interval '1 minute',
+       0, 4096, 0
+  FROM paperclip.environment_leases
+ WHERE fence % $every = 0 AND heartbeat_run_id IS NOT NULL
+ LIMIT $EXECUTIONS;
+SQL
+  echo "seeded $(q "$db" -c "SELECT count(*) FROM paperclip.lease_executions") execution records in $(( $(now_s) - t0 )) s"
   t0=$(now_s)
   q "$db" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
-  echo "vacuumed in $(( $(now_s) - t0 )) s; $(q "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('paperclip.environment_leases'))") of leases"
+  echo "vacuumed in $(( $(now_s) - t0 )) s; $(q "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('paperclip.environment_leases'))") of leases, $(q "$db" -c "SELECT pg_size_pretty(pg_total_relation_size('paperclip.lease_executions'))") of execution records"
   q "$db" -F ' ' -c "SELECT c.relname, pg_size_pretty(pg_relation_size(c.oid)) FROM pg_index AS i
                       JOIN pg_class AS c ON c.oid = i.indexrelid
                      WHERE i.indrelid = 'paperclip.environment_leases'::regclass ORDER BY 1"
@@ -307,8 +325,52 @@ for idx in environment_leases_by_heartbeat_run environment_leases_done_by_releas
 done
 
 # ---------------------------------------------------------------- retention
-# The retention step's statement (reconcile_retention.c), batch after batch
+# The retention steps' statements (reconcile_retention.c), batch after batch
 # of 1000 in transactions of their own, vs one DELETE of as many rows: rows/s.
+# Execution records first, as in a pass (they reference the leases).
+echo "== retention on $EXECUTIONS execution records"
+NX=$(( EXECUTIONS / 10 ))
+q "$BIG" >/dev/null <<'SQL'
+CREATE PROCEDURE public.bench_retention_executions(n int) LANGUAGE plpgsql AS $$
+DECLARE
+  done bigint := 0;
+  k bigint;
+BEGIN
+  SET synchronous_commit = off;
+  WHILE done < n LOOP
+    DELETE FROM paperclip.lease_executions WHERE ctid = ANY (ARRAY(
+      SELECT ctid FROM paperclip.lease_executions
+       WHERE (finished_at IS NOT NULL) AND finished_at < now() - interval '1 day'
+       ORDER BY finished_at LIMIT 1000 FOR UPDATE SKIP LOCKED));
+    GET DIAGNOSTICS k = ROW_COUNT;
+    EXIT WHEN k = 0;
+    done := done + k;
+    COMMIT;
+  END LOOP;
+END
+$$;
+SQL
+if [ "$NX" -gt 0 ]; then
+  rt=$(q "$BIG" <<SQL
+SELECT clock_timestamp() AS t0 \gset
+CALL public.bench_retention_executions($NX);
+SELECT extract(epoch FROM clock_timestamp() - :'t0');
+SQL
+)
+  bt=$(q "$BIG" <<SQL
+SET synchronous_commit = off;
+SELECT clock_timestamp() AS t0 \gset
+DELETE FROM paperclip.lease_executions WHERE id IN (
+  SELECT id FROM paperclip.lease_executions
+   WHERE finished_at < now() - interval '1 day' ORDER BY finished_at LIMIT $NX);
+SELECT extract(epoch FROM clock_timestamp() - :'t0');
+SQL
+)
+  printf 'scale retention: %d execution records in batches of 1000: %.3f s (%.0f rows/s) | one DELETE: %.3f s (%.0f rows/s)\n' \
+    "$NX" "$rt" "$(ratio "$NX" "$rt")" "$bt" "$(ratio "$NX" "$bt")"
+  printf 'RATIO scale retention of execution records, rows/s in batches of 1000 / one DELETE: %.2f\n' "$(ratio "$bt" "$rt")"
+fi
+
 echo "== retention on $HISTORY leases"
 N=$(( HISTORY / 100 ))
 q "$BIG" >/dev/null <<'SQL'
@@ -349,6 +411,6 @@ DELETE FROM paperclip.environment_leases WHERE id IN (
 SELECT extract(epoch FROM clock_timestamp() - :'t0');
 SQL
 )
-printf 'scale retention: %d rows in batches of 1000: %.1f s (%.0f rows/s) | one DELETE: %.1f s (%.0f rows/s)\n' \
+printf 'scale retention: %d rows in batches of 1000: %.3f s (%.0f rows/s) | one DELETE: %.3f s (%.0f rows/s)\n' \
   "$N" "$rt" "$(ratio "$N" "$rt")" "$bt" "$(ratio "$N" "$bt")"
 printf 'RATIO scale retention, rows/s in batches of 1000 / one DELETE: %.2f\n' "$(ratio "$bt" "$rt")"
