@@ -5,7 +5,8 @@
 # installs what is needed, builds and installs paperclip_runtime, starts a
 # throw-away PostgreSQL 15 cluster on 127.0.0.1 with the extension preloaded,
 # and walks through a lease lifecycle on the local and fake-sandbox drivers,
-# a bwrap sandbox (the provider library paperclip_bwrap) and a company secret
+# a bwrap sandbox (the provider library paperclip_bwrap) with commands run in
+# it by paperclip.lease_execute, and a company secret
 # (its master key made by scripts/pcr-keygen), printing
 # the rows.  The cluster keeps running so you can connect; the last
 # lines say how to connect and how to stop it.
@@ -123,6 +124,30 @@ SELECT current_setting('paperclip_bwrap.sandbox_root') AS sandbox_root,
        array_agg(f ORDER BY f) AS entries
   FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%';
 
+\echo '-- run 3 runs commands in its sandbox: argv (no shell on our side), exactly PATH, HOME and the env given'
+SELECT id AS bwrap_lease FROM paperclip.environment_leases
+ WHERE environment_id = '55555555-5555-5555-5555-555555555555' AND status = 'active' \gset
+SELECT exit_code, stdout, stderr
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh',
+         ARRAY['-c', 'echo "built by $AGENT" > notes.txt; cat notes.txt; env | sort'],
+         env => '{"AGENT": "builder"}');
+\echo '-- the host stays out of sight: /etc/shadow is not there, the root is read-only, no network but loopback'
+SELECT exit_code, stdout AS network_interfaces, stderr
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh',
+         ARRAY['-c', 'ls /etc/shadow; touch /usr/x; cat /proc/net/dev | tail -n +3 | cut -d: -f1']);
+\echo '-- a non-zero exit, a signal and a timeout are results, not errors'
+SELECT exit_code, signal, timed_out, duration_ms < 2000 AS stopped_in_time
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh', ARRAY['-c', 'exit 3'])
+UNION ALL
+SELECT exit_code, signal, timed_out, duration_ms < 2000
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh', ARRAY['-c', 'kill -9 $$'])
+UNION ALL
+SELECT exit_code, signal, timed_out, duration_ms < 2000
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sleep', ARRAY['30'], timeout_ms => 300);
+\echo '-- every call is recorded (never its arguments, env or output)'
+SELECT command, exit_code, signal, timed_out, stdout_bytes, stderr_bytes
+  FROM paperclip.lease_executions WHERE lease_id = :'bwrap_lease' ORDER BY started_at;
+
 \echo '-- an acquire whose transaction rolls back leaves nothing: the reconciler destroys its workspace'
 BEGIN;
 SELECT provider_lease_id FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
@@ -142,6 +167,11 @@ SELECT heartbeat_run_id, status, cleanup_status FROM paperclip.environment_lease
 SELECT provider_lease_id, metadata->'resumedLease' AS resumed
   FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
          '55555555-5555-5555-5555-555555555555', '33333333-3333-3333-3333-333333333304');
+\echo '-- the resumed sandbox kept its workspace: the file run 3 wrote is there'
+SELECT stdout FROM paperclip.lease_execute(
+         (SELECT id FROM paperclip.environment_leases
+           WHERE environment_id = '55555555-5555-5555-5555-555555555555' AND status = 'active'),
+         'cat', ARRAY['notes.txt']);
 
 \echo '-- run 4 succeeds and the environment is archived: its sandbox is destroyed'
 UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '33333333-3333-3333-3333-333333333304';
