@@ -11,7 +11,8 @@
  * variables of --setenv, which may hold resolved secrets, are in no argv
  * that /proc shows — : --unshare-all (--share-net only for network
  * "host"), --die-with-parent, --new-session, --cap-drop ALL, --clearenv
- * and a --setenv per variable; a root of the host's /usr (read-only, the
+ * and a --setenv per variable (PWD as PAPERCLIP_EXEC_PWD: bwrap sets PWD
+ * itself, the exec helper puts the caller's back or takes bwrap's out); a root of the host's /usr (read-only, the
  * usual /bin, /lib... links, a minimal /etc) or of the image's top-level
  * entries (read-only); private /proc, /dev and /tmp; the workspace at
  * /workspace; the exec helper at /.paperclip_exec; the server's data
@@ -200,7 +201,7 @@ set_environment(StringInfo b, const PcrExecSpec *spec)
 	Size		room = sizeof("--clearenv");
 
 	for (int i = 0; i < spec->nenv; i++)
-		room += sizeof("--setenv") + strlen(spec->env[i]) + 1;
+		room += sizeof("--setenv") + sizeof("PAPERCLIP_EXEC_PWD") + strlen(spec->env[i]) + 1;
 	enlargeStringInfo(b, (int) room);
 	opt(b, "--clearenv");
 	for (int i = 0; i < spec->nenv; i++)
@@ -210,8 +211,13 @@ set_environment(StringInfo b, const PcrExecSpec *spec)
 		if (eq == NULL || eq == spec->env[i])
 			continue;
 		opt(b, "--setenv");
-		appendBinaryStringInfo(b, spec->env[i], eq - spec->env[i]);
-		appendStringInfoChar(b, '\0');
+		if (eq - spec->env[i] == 3 && strncmp(spec->env[i], "PWD", 3) == 0)
+			opt(b, "PAPERCLIP_EXEC_PWD");	/* the helper sets it (bwrap sets its own) */
+		else
+		{
+			appendBinaryStringInfo(b, spec->env[i], eq - spec->env[i]);
+			appendStringInfoChar(b, '\0');
+		}
 		opt(b, eq + 1);
 	}
 }

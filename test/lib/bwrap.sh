@@ -11,6 +11,28 @@
 #   bexec LEASE CMD [ARGS]      run a command in a lease's sandbox, calling the provider's execute
 #                               directly in a driver worker (pcr_bwrap_test_exec())
 #   psqlv SQL...                "SQLSTATE: message" of the error, or "no error"
+#   bwrap_skip_unless_usable    plan one skipped test and exit 0 when bubblewrap is not
+#                               installed, or when the kernel refuses it the namespaces
+#                               it needs (a chroot, a container without unprivileged
+#                               user namespaces); any other failure of bwrap is left to
+#                               the tests to see
+
+bwrap_skip_unless_usable() {
+  local out
+  if ! command -v bwrap >/dev/null 2>&1; then
+    tap_skip_all "bubblewrap is not installed"
+    exit 0
+  fi
+  # what the provider runs, reduced: new namespaces of every kind, as the
+  # server's user (bwrap's messages: "No permissions to create new namespace",
+  # "Creating new namespace failed")
+  out=$(pcr_as_pg bwrap --unshare-all --die-with-parent --ro-bind / / true 2>&1) && return 0
+  case $out in
+    *"create new namespace"* | *"new namespace failed"*)
+      tap_skip_all "bwrap cannot create namespaces here (${out%%,*})"
+      exit 0 ;;
+  esac
+}
 
 bwrap_fixtures() {
   local mod rc=0

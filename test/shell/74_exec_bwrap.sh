@@ -16,11 +16,8 @@ cd "$(dirname "$0")/../.."
 . test/lib/recon.sh
 . test/lib/bwrap.sh
 
-if ! command -v bwrap >/dev/null 2>&1; then
-  tap_skip_all "bubblewrap is not installed"
-  exit 0
-fi
-tap_plan 51
+bwrap_skip_unless_usable
+tap_plan 52
 KEY=$PCR_WORK/k74.key
 scripts/pcr-keygen "$KEY" >/dev/null || exit 1
 [ "$(id -u)" -eq 0 ] && chown postgres: "$KEY"
@@ -67,8 +64,10 @@ tap_is "$(ex "$L" "'sh', ARRAY['-c', 'kill -9 \$\$']")" "null|SIGKILL|false|||fa
 tap_is "$(ex "$L" "'sh', ARRAY['-c', 'exit 137']")" "137|null|false|||false" "... apart from exit 137"
 tap_like "$(ex "$L" "'no-such-command-74'")" "^127\|null\|false\|\|no-such-command-74: " "not found: exit code 127"
 tap_is "$(sql "SELECT replace(stdout, E'\n', ',') FROM paperclip.lease_execute('$L', 'env', env => '{\"A\": \"1\"}')" | tr ',' '\n' | sort | tr '\n' ',')" \
-  ",A=1,HOME=/workspace,PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin,PWD=/workspace," \
-  "the environment is exactly PATH, HOME (/workspace) and env, with bwrap's PWD"
+  ",A=1,HOME=/workspace,PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin," \
+  "the environment is exactly PATH, HOME (/workspace) and env (not bwrap's PWD)"
+tap_is "$(sql "SELECT stdout FROM paperclip.lease_execute('$L', 'printenv', ARRAY['PWD'], env => '{\"PWD\": \"/given\"}')")" \
+  "/given" "a PWD of env is the command's (bwrap's is not)"
 tap_is "$(ex "$LD" "'sh', ARRAY['-c', 'printf \"%s %s %s\" \"\$FROM_CONFIG\" \"\$OVER\" \"\${#TOKEN}\"'], env => '{\"OVER\": \"call\"}'")" \
   "0|null|false|cfg call ${#SECRET_VALUE}||false" \
   "the config's env comes first (a secret ref among them resolved), the call's env wins"
