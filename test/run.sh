@@ -11,13 +11,14 @@
 #   PCR_DESTDIR=DIR  install into (and run) a private copy of PostgreSQL under DIR
 #   PCR_TESTS=REGEX  run only the tests whose name (e.g. 30_reconciler_passes) matches
 #   PCR_KEEP=1       keep the scratch directory (cluster, logs) under /tmp/pcr-test.*
+#   PCR_VALGRIND=1   run every server under valgrind memcheck; errors in our code fail (slow)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 # shellcheck source=test/lib/cluster.sh
 . test/lib/cluster.sh
 
-scripts/install-deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
+scripts/install-deps.sh --test ${PCR_VALGRIND:+valgrind} || { echo "0 passed, 1 failed"; exit 1; }
 pcr_use_pgbin
 
 echo "== build"
@@ -115,6 +116,11 @@ for t in test/shell/*.sh; do
   [ "$notok" -eq 0 ] || tail -n 30 "$WORK/$name.err"
   passed=$((passed + ok)); failed=$((failed + notok))
 done
+
+if [ -n "${PCR_VALGRIND:-}" ]; then
+  echo "== valgrind"
+  pcr_valgrind_report "$WORK" || failed=$((failed + 1))
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -57,15 +57,32 @@ pcr_cluster_init() {
   } >>"$dir/postgresql.conf"
 }
 
-# PCR_VALGRIND=1: every server runs under valgrind memcheck (reports in DIR/valgrind.PID.log;
-# slow: timed assertions will fail, the reports are what to read; keep them with PCR_KEEP=1)
+# PCR_VALGRIND=1: every server runs under valgrind memcheck, one report per process in
+# DIR/valgrind.PID.log (test/run.sh lists the errors with a frame of ours; keep them with
+# PCR_KEEP=1).  Backends, workers and the local execute supervisor are forks and clones of
+# the postmaster, followed as they are; programs exec'd from /usr and /bin (bwrap, the
+# commands) run without valgrind: rlimits and sandboxes are theirs.  Slow: timed checks fail.
 _pcr_postgres() {
   local dir=$1
   if [ -z "${PCR_VALGRIND:-}" ]; then return 0; fi
-  printf '#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 --log-file=%s/valgrind.%%p.log %s "$@"\n' \
-    "$dir" "$PCR_PGBIN/postgres" >"$dir.valgrind.sh"
+  local supp
+  supp=$(realpath "$(dirname "${BASH_SOURCE[0]}")/valgrind.supp")
+  cp "$supp" "$dir.valgrind.supp" && chmod 644 "$dir.valgrind.supp"
+  printf '#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 --leak-check=no --track-origins=yes --trace-children=yes --trace-children-skip=%s --suppressions=%s --log-file=%s/valgrind.%%p.log %s "$@"\n' \
+    "'/usr/bin/*,/bin/*,/usr/sbin/*,/sbin/*'" "$dir.valgrind.supp" "$dir" "$PCR_PGBIN/postgres" >"$dir.valgrind.sh"
   chmod 755 "$dir.valgrind.sh"
   echo "-p $dir.valgrind.sh -t 600"
+}
+
+# pcr_valgrind_report DIR: print each memcheck error under DIR whose stack has a frame in
+# our libraries (paperclip_*.so, the test modules pcr_*.so), then a count; fails if any
+pcr_valgrind_report() {
+  find "$1" -name 'valgrind.*.log' -print0 2>/dev/null | xargs -0 -r cat /dev/null | awk '
+    function flush() { if (blk ~ /paperclip_[a-z_]*\.so|pcr_[a-z0-9_]*\.so/) { print pid ":" blk; n++ } blk = "" }
+    /^==[0-9]+== *$/ { flush(); next }
+    $1 != pid { flush() }
+    { pid = $1; sub(/^==[0-9]+== /, ""); blk = blk "\n  " $0 }
+    END { flush(); print "valgrind: " n + 0 " error(s) with a frame of ours"; exit n > 0 }'
 }
 
 pcr_cluster_start() {
