@@ -375,8 +375,16 @@ BwrapRun(Jsonb *config, Jsonb *metadata, const char *workspace, const PcrExecSpe
 	ps.input_data = options.data;
 	ps.input_len = options.len;
 	ps.rlimit_as = (uint64) memory_mb * 1024 * 1024;
-	proc = PcrProcStart(&ps);
-	explicit_bzero(options.data, options.len);	/* it held the variables */
+	/* the options held the variables: zero them whether the start succeeds or raises */
+	PG_TRY();
+	{
+		proc = PcrProcStart(&ps);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(options.data, options.len);
+	}
+	PG_END_TRY();
 	if (proc->exec_errno != 0)
 	{
 		snprintf(o->message, sizeof(o->message), "bwrap cannot be executed at \"%s\" (paperclip_bwrap.bwrap_path): %s",
