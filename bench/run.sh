@@ -26,7 +26,7 @@ trap cleanup EXIT
 # pg_stat_statements: shared buffers per statement, deterministic where throughput is noisy
 pcr_cluster_init "$DATA" "$PORT" "paperclip.database = 'pcr_bench'" "fsync = on" "synchronous_commit = on" \
   "shared_buffers = 256MB" "max_connections = 100" "max_wal_size = 4GB" \
-  "shared_preload_libraries = 'paperclip_runtime, pg_stat_statements'" || exit 1
+  "shared_preload_libraries = 'paperclip_runtime, paperclip_bwrap, pg_stat_statements'" || exit 1
 pcr_cluster_start "$DATA" || exit 1
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=pcr_bench BENCH_SECONDS=${BENCH_SECONDS:-10} BENCH_WORK=$WORK PCR_DATA=$DATA
 psql -XAtq -d postgres -c "CREATE DATABASE pcr_bench" >/dev/null
