@@ -23,8 +23,8 @@ mkdir -p "$ROOT"
 [ "$(id -u)" -eq 0 ] && chown postgres: "$ROOT"
 chmod 700 "$ROOT"
 cleanup() {
-  psql -X -Atq -d postgres -c "ALTER SYSTEM RESET paperclip.driver_workers_per_company" \
-       -c "ALTER SYSTEM RESET paperclip.local_workspace_root" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+  pcr_setting_reset "$PGPORT" paperclip.driver_workers_per_company 2>/dev/null
+  pcr_setting_reset "$PGPORT" paperclip.local_workspace_root 2>/dev/null
   ssh_db_drop
   ssh_lab_stop
   rm -rf "$ROOT"	# its database is not the reconciler's: nobody sweeps it
@@ -32,12 +32,8 @@ cleanup() {
 trap cleanup EXIT
 ssh_lab_start "$LAB" || exit 1
 ssh_db_create pcr_exec61 || exit 1
-psql -X -Atq -d postgres -v r="$ROOT" <<'SQL' >/dev/null
-ALTER SYSTEM SET paperclip.driver_workers_per_company = 2;
-ALTER SYSTEM SET paperclip.local_workspace_root = :'r';
-SELECT pg_reload_conf();
-SQL
-for _ in $(seq 1 50); do [ "$(sql -c "SHOW paperclip.local_workspace_root")" == "$ROOT" ] && break; sleep 0.1; done
+pcr_setting "$PGPORT" paperclip.driver_workers_per_company 2 || exit 1
+pcr_setting "$PGPORT" paperclip.local_workspace_root "$ROOT" || exit 1
 E=00000000-0000-0000-0000-000000006101
 ssh_env $E kill61
 LEASES=()
@@ -50,19 +46,19 @@ LOCAL=$(sql -c "SELECT id FROM paperclip.acquire_run_lease('$C1', '00000000-0000
 remote() { pgrep -f "^(sh -c .*)?$1" | wc -l; }
 wrappers() { pgrep -f '^/bin/sh -c nl=' | wc -l; }
 wait_none() {
-  for _ in $(seq 1 150); do [ "$(remote "$1")" -eq 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(remote "$1")" -eq 0 ] && return 0; sleep 0.1; done
   return 1
 }
 wait_wrappers_gone() {
-  for _ in $(seq 1 150); do [ "$(wrappers)" -eq 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(wrappers)" -eq 0 ] && return 0; sleep 0.1; done
   return 1
 }
 wait_started() {
-  for _ in $(seq 1 150); do [ "$(remote "$1")" -gt 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(remote "$1")" -gt 0 ] && return 0; sleep 0.1; done
   return 1
 }
 server_up() {
-  for _ in $(seq 1 300); do
+  _end=$((SECONDS + $(wait_secs 60))); while [ "$SECONDS" -le "$_end" ]; do
     [ "$(psql -X -Atq -d "$DB" -c "SELECT count(*) >= 1 FROM pg_stat_activity WHERE backend_type = 'paperclip driver'" 2>/dev/null)" == t ] && return 0
     sleep 0.2
   done
@@ -74,7 +70,7 @@ wait_wrappers_gone
 tap_is "$(wrappers)|$(remote 'sleep 61[0-9][0-9]')" "0|0" "before: no wrapper, watchdog or command of ours on the remote host"
 # every sshd session on the lab host is one a driver worker keeps in its pool
 sessions_match() {
-  for _ in $(seq 1 100); do
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do
     [ "$(pgrep -c -f "^sshd: .*@notty")" -eq "$(sql -c "SELECT sum(pooled_sessions) FROM paperclip.driver_workers_status()")" ] && return 0
     sleep 0.1
   done
