@@ -15,6 +15,10 @@
 #   wait_log FILE OFFSET ERE [SECS]
 #                             poll (wait_secs SECS, default 30) until FILE past its first OFFSET
 #                             bytes has a line matching ERE; 1 when the time is up
+#   pgrep_ours ERE            how many processes whose command line matches ERE are this
+#                             suite's: their working directory, or a mount of their (sandbox's)
+#                             namespace, is under $PCR_WORK.  Other checkouts run the same tests
+#                             on this machine at the same time: a bare pgrep counts theirs too
 # and test/lib/settings.sh: pcr_setting, pcr_setting_reset, pcr_reconciler_passes
 . "$(dirname "${BASH_SOURCE[0]}")/settings.sh"
 TAP_N=0
@@ -88,4 +92,15 @@ wait_log() {
     [ "$SECONDS" -ge "$end" ] && return 1
     sleep 0.2
   done
+}
+
+pgrep_ours() {
+  local n=0 p
+  for p in $(pgrep -f -- "$1"); do
+    case $(readlink "/proc/$p/cwd" 2>/dev/null) in
+      "$PCR_WORK"/*) n=$((n + 1)) ;;
+      *) grep -qF "$PCR_WORK/" "/proc/$p/mountinfo" 2>/dev/null && n=$((n + 1)) ;;
+    esac
+  done
+  echo "$n"
 }

@@ -46,7 +46,7 @@ ex() {
 }
 # remote processes running a marked command ("sleep 6001", or a "sh -c ..." around it), anchored so
 # that the psql processes of this test, whose command lines hold the same text, do not count
-remote_left() { pgrep -f "^(sh -c .*)?$1" | wc -l; }
+remote_left() { pgrep_ours "^(sh -c .*)?$1"; }
 wait_none() {
   _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(remote_left "$1")" -eq 0 ] && return 0; sleep 0.1; done
   return 1
@@ -259,5 +259,5 @@ tap_is "$(sql_error -c "SELECT * FROM paperclip.lease_execute('$L', 'true')")" "
   "a released lease: 55000"
 tap_is "$(sql -c "SELECT count(*) FROM paperclip.lease_executions WHERE lease_id = '$L'")" \
   "$(sql -c "SELECT count(*) FROM paperclip.lease_executions")" "every record points at the lease"
-_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(pgrep -f '^/bin/sh -c nl=' | wc -l)" -eq 0 ] && break; sleep 0.1; done
-tap_is "$(pgrep -f '^/bin/sh -c nl=' | wc -l)" 0 "no wrapper or watchdog is left on the remote host"
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(pgrep_ours '^/bin/sh -c nl=')" -eq 0 ] && break; sleep 0.1; done
+tap_is "$(pgrep_ours '^/bin/sh -c nl=')" 0 "no wrapper or watchdog is left on the remote host"

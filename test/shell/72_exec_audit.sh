@@ -51,7 +51,7 @@ wait_for() {
   done
   return 1
 }
-left() { pgrep -f "^(sh -c .*)?$1" | wc -l; }
+left() { pgrep_ours "^(sh -c .*)?$1"; }
 wait_none() {
   _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(left "$1")" -eq 0 ] && return 0; sleep 0.1; done
   return 1

@@ -191,7 +191,7 @@ wait $bg
 tap_ok "$([ $? -ne 0 ]; echo $?)" "the worker SIGKILLed mid-command: the caller gets an error"
 wait_no_sandbox_procs
 tap_ok $? "... and the sandbox and everything in it die with the worker (--die-with-parent, PID namespace)"
-tap_is "$(pgrep -f '^sleep 740[67]' | wc -l)" 0 "... the command's own children too"
+tap_is "$(pgrep_ours '^sleep 740[67]')" 0 "... the command's own children too"
 _end=$((SECONDS + $(wait_secs 60))); while [ "$SECONDS" -le "$_end" ]; do
   [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'paperclip driver'" 2>/dev/null)" == 3 ] && break
   sleep 0.2
