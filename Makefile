@@ -26,11 +26,13 @@ OBJS = \
 	src/secret.o \
 	src/triggers.o \
 	src/lease_guard.o \
+	src/lease_probe.o \
 	src/lease_lookup.o \
 	src/lease.o \
 	src/reconciler.o \
 	src/reconcile_pass.o \
 	src/reconcile_steps.o \
+	src/reconcile_retention.o \
 	src/util.o \
 	src/vocab.o \
 	src/guc_ceiling.o \

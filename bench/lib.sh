@@ -20,10 +20,13 @@ _server_cpu_ticks() {
   echo "$sum"
 }
 
+# BENCH_KEEP_STATS=1: no VACUUM ANALYZE first, so that the planner's
+# statistics (pg_statistic and reltuples, which VACUUM updates too) stay as
+# they are.
 bench_measure() {
   local script=$1 clients=$2 before after out tx tps hz
   hz=$(getconf CLK_TCK)
-  psql -XAtq -c "VACUUM ANALYZE" >/dev/null
+  [ -n "${BENCH_KEEP_STATS:-}" ] || psql -XAtq -c "VACUUM ANALYZE" >/dev/null
   psql -XAtq -c "CHECKPOINT" >/dev/null
   before=$(_server_cpu_ticks)
   out=$(pgbench -n -M prepared -c "$clients" -j "$clients" -T "${BENCH_SECONDS:-10}" -f "$script" 2>&1)

@@ -4,6 +4,8 @@
 #
 #   bash bench/run.sh [suite ...]        (default: every bench/suites/*.sh)
 #   BENCH_SECONDS=10 per pgbench run (default 10)
+#   BENCH_DIR=/tmp where the throw-away cluster goes (the scale suite needs
+#   several GB there: see bench/suites/scale.sh)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -13,7 +15,7 @@ scripts/install-deps.sh --test valgrind bc curl
 pcr_use_pgbin
 scripts/build-install.sh || exit 1
 
-WORK=$(mktemp -d /tmp/pcr-bench.XXXXXX)
+WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/pcr-bench.XXXXXX")
 chmod 755 "$WORK"
 DATA=$WORK/data
 PORT=$(pcr_free_port)
@@ -21,12 +23,14 @@ cleanup() { [ -n "${PCR_KEEP:-}" ] && return; pcr_cluster_stop "$DATA" fast; rm 
 trap cleanup EXIT
 
 # fsync stays on here (unlike the tests): both paths pay the same commit cost
+# pg_stat_statements: shared buffers per statement, deterministic where throughput is noisy
 pcr_cluster_init "$DATA" "$PORT" "paperclip.database = 'pcr_bench'" "fsync = on" "synchronous_commit = on" \
-  "shared_buffers = 256MB" "max_connections = 100" || exit 1
+  "shared_buffers = 256MB" "max_connections = 100" "max_wal_size = 4GB" \
+  "shared_preload_libraries = 'paperclip_runtime, paperclip_bwrap, pg_stat_statements'" || exit 1
 pcr_cluster_start "$DATA" || exit 1
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=pcr_bench BENCH_SECONDS=${BENCH_SECONDS:-10} BENCH_WORK=$WORK PCR_DATA=$DATA
 psql -XAtq -d postgres -c "CREATE DATABASE pcr_bench" >/dev/null
-psql -XAtq -c "CREATE EXTENSION paperclip_runtime" >/dev/null
+psql -XAtq -c "CREATE EXTENSION paperclip_runtime" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 
 if [ $# -gt 0 ]; then
   SUITES=()

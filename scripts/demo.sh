@@ -5,7 +5,8 @@
 # installs what is needed, builds and installs paperclip_runtime, starts a
 # throw-away PostgreSQL 15 cluster on 127.0.0.1 with the extension preloaded,
 # and walks through a lease lifecycle on the local and fake-sandbox drivers,
-# a bwrap sandbox (the provider library paperclip_bwrap) and a company secret
+# a bwrap sandbox (the provider library paperclip_bwrap) with commands run in
+# it by paperclip.lease_execute, and a company secret
 # (its master key made by scripts/pcr-keygen), printing
 # the rows.  The cluster keeps running so you can connect; the last
 # lines say how to connect and how to stop it.
@@ -50,6 +51,18 @@ echo "== lease lifecycle"
 psql -X -d paperclip -v ON_ERROR_STOP=1 --pset=pager=off <<'SQL'
 \set QUIET on
 CREATE EXTENSION paperclip_runtime;
+-- the reconciler works in the background: wait (up to 30 s) until a query says true
+CREATE PROCEDURE pg_temp.wait_for(cond text) LANGUAGE plpgsql AS $$
+DECLARE
+    done boolean;
+BEGIN
+    FOR i IN 1..300 LOOP
+        EXECUTE cond INTO done;
+        EXIT WHEN done;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
 \echo '-- a company, an agent and two runs'
 INSERT INTO paperclip.companies (id, name) VALUES ('11111111-1111-1111-1111-111111111111', 'Acme');
 INSERT INTO paperclip.agents (id, company_id, name) VALUES
@@ -113,7 +126,10 @@ INSERT INTO paperclip.environments (id, company_id, name, driver, config) VALUES
   ('66666666-6666-6666-6666-666666666666', '11111111-1111-1111-1111-111111111111', 'bwrap scratch', 'sandbox',
    '{"provider": "bwrap", "network": "none", "memoryLimitMb": 512}')
 RETURNING name, config;
-SELECT paperclip.environment_probe('55555555-5555-5555-5555-555555555555') AS probe;
+SELECT paperclip.environment_probe('55555555-5555-5555-5555-555555555555') AS probe \gset
+\echo :probe
+SELECT (:'probe'::jsonb->>'ok')::boolean AS bwrap_ok \gset
+\if :bwrap_ok
 
 \echo '-- run 3 acquires it: a driver worker made the workspace and started a sandbox over it before the row was written'
 SELECT provider, provider_lease_id, lease_policy, metadata
@@ -123,32 +139,71 @@ SELECT current_setting('paperclip_bwrap.sandbox_root') AS sandbox_root,
        array_agg(f ORDER BY f) AS entries
   FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%';
 
+\echo '-- run 3 runs commands in its sandbox: argv (no shell on our side), exactly PATH, HOME and the env given'
+SELECT id AS bwrap_lease FROM paperclip.environment_leases
+ WHERE environment_id = '55555555-5555-5555-5555-555555555555' AND status = 'active' \gset
+SELECT exit_code, stdout, stderr
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh',
+         ARRAY['-c', 'echo "built by $AGENT" > notes.txt; cat notes.txt; env | sort'],
+         env => '{"AGENT": "builder"}');
+\echo '-- the host stays out of sight: /etc/shadow is not there, the root is read-only, no network but loopback'
+SELECT exit_code, stdout AS network_interfaces, stderr
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh',
+         ARRAY['-c', 'ls /etc/shadow; touch /usr/x; cat /proc/net/dev | tail -n +3 | cut -d: -f1']);
+\echo '-- a non-zero exit, a signal and a timeout are results, not errors'
+SELECT exit_code, signal, timed_out, duration_ms < 2000 AS stopped_in_time
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh', ARRAY['-c', 'exit 3'])
+UNION ALL
+SELECT exit_code, signal, timed_out, duration_ms < 2000
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sh', ARRAY['-c', 'kill -9 $$'])
+UNION ALL
+SELECT exit_code, signal, timed_out, duration_ms < 2000
+  FROM paperclip.lease_execute(:'bwrap_lease', 'sleep', ARRAY['30'], timeout_ms => 300);
+\echo '-- every call is recorded (never its arguments, env or output)'
+SELECT command, exit_code, signal, timed_out, stdout_bytes, stderr_bytes
+  FROM paperclip.lease_executions WHERE lease_id = :'bwrap_lease' ORDER BY started_at;
+
 \echo '-- an acquire whose transaction rolls back leaves nothing: the reconciler destroys its workspace'
 BEGIN;
 SELECT provider_lease_id FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
          '66666666-6666-6666-6666-666666666666', '33333333-3333-3333-3333-333333333304');
-SELECT count(*) AS workspaces_inside_the_transaction
-  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json';
+SELECT count(*) AS its_workspace_inside_the_transaction
+  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f
+ WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json' AND f NOT LIKE '%-55555555-%';
 ROLLBACK;
-SELECT pg_sleep(3) \gset
-SELECT count(*) AS workspaces_after_the_rollback
-  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json';
+CALL pg_temp.wait_for($$SELECT count(*) = 0 FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f
+                        WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json' AND f NOT LIKE '%-55555555-%'$$);
+SELECT count(*) AS its_workspace_after_the_rollback
+  FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f
+ WHERE f LIKE 'pcr-%' AND f NOT LIKE '%.json' AND f NOT LIKE '%-55555555-%';
 
 \echo '-- run 3 succeeds; the reusable sandbox is kept (cleanup: release), and run 4 resumes it'
 UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '33333333-3333-3333-3333-333333333303';
-SELECT pg_sleep(3) \gset
+CALL pg_temp.wait_for($$SELECT cleanup_status = 'success' FROM paperclip.environment_leases
+                        WHERE heartbeat_run_id = '33333333-3333-3333-3333-333333333303'$$);
 SELECT heartbeat_run_id, status, cleanup_status FROM paperclip.environment_leases
  WHERE environment_id = '55555555-5555-5555-5555-555555555555';
 SELECT provider_lease_id, metadata->'resumedLease' AS resumed
   FROM paperclip.acquire_run_lease('11111111-1111-1111-1111-111111111111',
          '55555555-5555-5555-5555-555555555555', '33333333-3333-3333-3333-333333333304');
+\echo '-- the resumed sandbox kept its workspace: the file run 3 wrote is there'
+SELECT stdout FROM paperclip.lease_execute(
+         (SELECT id FROM paperclip.environment_leases
+           WHERE environment_id = '55555555-5555-5555-5555-555555555555' AND status = 'active'),
+         'cat', ARRAY['notes.txt']);
 
 \echo '-- run 4 succeeds and the environment is archived: its sandbox is destroyed'
 UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '33333333-3333-3333-3333-333333333304';
 UPDATE paperclip.environments SET status = 'archived' WHERE id = '55555555-5555-5555-5555-555555555555';
-SELECT pg_sleep(3) \gset
+CALL pg_temp.wait_for($$SELECT count(*) = 0 FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f
+                        WHERE f LIKE 'pcr-%'$$);
 SELECT count(*) AS sandboxes_left
   FROM pg_ls_dir(current_setting('paperclip_bwrap.sandbox_root')) AS f WHERE f LIKE 'pcr-%';
+
+\else
+\echo '-- bwrap cannot start a sandbox here (the probe says why: in a chroot or a container'
+\echo '-- without unprivileged user namespaces the kernel refuses them): the sandbox steps are left out'
+\endif
 
 \echo '-- a company secret: encrypted before it is stored, rotated, resolved by reference'
 SELECT name, latest_version FROM paperclip.secret_create('11111111-1111-1111-1111-111111111111', 'deploy-token', 'tok-v1');
@@ -161,14 +216,7 @@ SELECT paperclip.secret_resolve('11111111-1111-1111-1111-111111111111',
   FROM paperclip.company_secrets WHERE name = 'deploy-token';
 
 \echo '-- the background workers: the reconciler (it waited quietly for this database) and the driver workers'
-DO $$
-BEGIN
-    FOR i IN 1..300 LOOP   -- up to 30 s for the reconciler's start-up sweep
-        EXIT WHEN (SELECT passes >= 1 FROM paperclip.reconciler_status());
-        PERFORM pg_sleep(0.1);
-    END LOOP;
-END
-$$;
+CALL pg_temp.wait_for('SELECT passes >= 1 FROM paperclip.reconciler_status()');
 SELECT state, database, passes, total_errors FROM paperclip.reconciler_status();
 SELECT worker, state, requests_served FROM paperclip.driver_workers_status();
 SQL

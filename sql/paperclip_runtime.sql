@@ -159,6 +159,15 @@ CREATE INDEX environment_leases_cleanup_pending
     ON paperclip.environment_leases (updated_at) WHERE cleanup_status = 'pending';
 CREATE INDEX environment_leases_by_environment_provider_lease
     ON paperclip.environment_leases (environment_id, provider_lease_id);
+-- deleting a run sets heartbeat_run_id NULL in its leases (the foreign key's
+-- action), and a run's renewal finds its leases: a probe, not a table scan
+CREATE INDEX environment_leases_by_heartbeat_run
+    ON paperclip.environment_leases (heartbeat_run_id) WHERE heartbeat_run_id IS NOT NULL;
+-- retention (paperclip.lease_retention) deletes the oldest history that is done
+CREATE INDEX environment_leases_done_by_released_at
+    ON paperclip.environment_leases (released_at)
+    WHERE status IN ('released', 'expired', 'failed')
+      AND (cleanup_status IS NULL OR cleanup_status = 'success');
 
 CREATE TABLE paperclip.company_secrets (
     id                  uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
@@ -241,6 +250,8 @@ COMMENT ON COLUMN paperclip.lease_executions.error_sqlstate IS
     'the SQLSTATE of a call that raised; such rows are written after the caller''s transaction aborted, by the reconciler';
 CREATE INDEX lease_executions_by_lease ON paperclip.lease_executions (company_id, lease_id, started_at);
 CREATE INDEX lease_executions_by_run ON paperclip.lease_executions (company_id, heartbeat_run_id);
+-- retention (paperclip.lease_retention) deletes the records that finished longest ago
+CREATE INDEX lease_executions_by_finished_at ON paperclip.lease_executions (finished_at);
 
 ----------------------------------------------------------------------------
 -- C functions
@@ -498,13 +509,15 @@ BEGIN
             PERFORM paperclip.release_run_leases(NEW.id, 'released', NULL);
         END IF;
     ELSE
+        -- "IS TRUE": no partial index on active leases can be proven usable
+        -- (each may look one page long to stale statistics), only the run's
         UPDATE paperclip.environment_leases AS l
            SET last_used_at = now(),
                expires_at = now() + paperclip.lease_ttl(e.config),
                updated_at = now()
           FROM paperclip.environments AS e
          WHERE l.heartbeat_run_id = NEW.id
-           AND l.status = 'active'
+           AND (l.status = 'active') IS TRUE
            AND e.company_id = l.company_id
            AND e.id = l.environment_id;
     END IF;

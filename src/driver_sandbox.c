@@ -207,62 +207,17 @@ sandbox_release_needs_cleanup(Jsonb *lease_metadata)
 	return p->release_needs_cleanup(lease_metadata);
 }
 
-/* The object of a lease: named after the id in provider_lease_id ("sandbox://<p>/<id>"). */
+/* The object of a lease being cleaned up (PcrSandboxLeaseObject), with the cleanup's ids. */
 static bool
 lease_object(const PcrSandboxProvider *p, const PcrLeaseCleanup *lease, PcrSandboxObject *obj)
 {
-	char	   *prefix = psprintf("sandbox://%s/", p->name);
-	pg_uuid_t	id;
-
-	if (lease->provider_lease_id == NULL ||
-		strncmp(lease->provider_lease_id, prefix, strlen(prefix)) != 0 ||
-		!PcrSandboxObjectNameParse(psprintf("pcr-%s-%s", PcrSandboxCluster(),
-											lease->provider_lease_id + strlen(prefix)),
-								   PcrSandboxCluster(), &id))
+	if (!PcrSandboxLeaseObject(p, lease->provider_lease_id, &lease->lease_id, obj))
 		return false;
-	memset(obj, 0, sizeof(*obj));
-	obj->name = PcrSandboxObjectName(&id);
-	obj->cluster = PcrSandboxCluster();
-	obj->lease_id = lease->lease_id;
 	obj->company_id = lease->company_id;
 	obj->environment_id = lease->environment_id;
-	obj->reusable = memcmp(&id, &lease->lease_id, sizeof(id)) != 0;
 	obj->config = lease->environment_config;
 	obj->metadata = lease->metadata;
 	return true;
-}
-
-void
-PcrSandboxExecuteLease(const PcrSandboxLease *lease, const PcrExecSpec *spec, const bool *env_secret,
-					   PcrExecOutcome *outcome)
-{
-	char	   *name = lease->metadata ? PcrJsonbGetText(lease->metadata, "provider") : NULL;
-	const PcrSandboxProvider *p;
-	PcrLeaseCleanup l = {0};
-	PcrSandboxObject obj;
-
-	if (name == NULL)
-		name = (char *) lease->provider;
-	p = name ? PcrSandboxProviderByName(name) : NULL;
-	if (p == NULL || p->abi_version < 2 || p->execute == NULL)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_UNSUPPORTED),
-				 errmsg("sandbox provider \"%s\" cannot execute commands", name ? name : "(none)"),
-				 errdetail(p == NULL ? "The provider is not loaded in this server."
-						   : "The provider has no execute entry point.")));
-	l.lease_id = lease->lease_id;
-	l.company_id = lease->company_id;
-	l.environment_id = lease->environment_id;
-	l.provider_lease_id = lease->provider_lease_id;
-	l.metadata = lease->metadata;
-	l.environment_config = lease->config;
-	if (!lease_object(p, &l, &obj))
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_REMOTE_IO),
-				 errmsg("the environment could not start the command"),
-				 errdetail("The lease has no provider_lease_id of provider \"%s\".", p->name)));
-	PcrIoRequireWorkers();
-	PcrSandboxCallExecute(p, &obj, spec, env_secret, outcome);
 }
 
 /* Release (keep) or destroy a lease's object, in this worker. */

@@ -8,14 +8,16 @@
  * exec_pack.c          a call packed into a pool request, the outcome back
  * exec_text.c          output as text (invalid UTF-8 replaced), signal names
  *
- * A driver that runs commands sets exec_prepare and execute in its vtable
- * (driver.h).  Caller side, in the caller's transaction: exec_prepare says
- * where the lease's commands run (the workspace, the environment's
- * defaults) and refuses what it cannot do; execute packs the call behind the
- * driver's own request bytes (PcrExecInvoke) and hands it to a driver
- * worker.  Worker side, the driver's I/O operation unpacks the call
- * (PcrExecUnpack) into the PcrExecSpec of pcr_exec.h, runs it, and answers
- * with the outcome written in place (PcrExecReplyBegin/End).
+ * One path for every driver and provider.  Caller side, in the caller's
+ * transaction: the driver's exec_prepare (driver.h) says where the lease's
+ * commands run (the workspace, the environment's defaults) and refuses what
+ * it cannot do; its execute hands the call, behind the driver's own request
+ * bytes, to PcrExecInvoke: one wire format, one pool call with one deadline
+ * rule, the answer area sized by the output cap.  Worker side, every execute
+ * operation ("local.execute", "ssh.execute", "<provider>.execute") is
+ * PcrExecServe with the driver's PcrExecutor: the call unpacked into the
+ * PcrExecSpec of pcr_exec.h (pointing into the request), the outcome's
+ * buffers pointing into the answer, so the output is written in place.
  */
 #ifndef PCR_EXEC_INTERNAL_H
 #define PCR_EXEC_INTERNAL_H
@@ -124,14 +126,13 @@ typedef struct PcrExecInvokeArgs
  * (cancellable: 57014, and the worker kills the command), then unpack the
  * outcome; raises 58030/08006 for an outcome that says so.  Every secret of
  * the request (the driver's ranges and the secret variables) is a secret
- * range of the pool call: zeroed in every copy.  The outcome's buffers are
- * palloc'd.
+ * range of the pool call: zeroed in every copy.  The call's deadline is the
+ * same for every driver: finding a worker (paperclip.acquire_timeout) + the
+ * driver's setup_ms + the command's timeout + a margin for the kill and the
+ * answer.  The outcome's buffers point into the answer (palloc'd).
  */
 extern void PcrExecInvoke(const PcrExecCall *call, const PcrExecInvokeArgs *args,
 						  PcrExecOutcome *outcome);
-
-/* Raise 58030 for an outcome that did not start, 08006 for one whose transport died. */
-extern void PcrExecRaiseOutcome(const PcrExecOutcome *outcome);
 
 /* Zero (and free) the secret variables of a call. */
 extern void PcrExecCallWipe(PcrExecCall *call);
@@ -160,14 +161,17 @@ extern int	PcrExecSignalNumber(const char *name);	/* "KILL" or "SIGKILL" → 9; 
  * Worker side (inside an execute operation)
  * ------------------------------------------------------------------------ */
 
-/* The call of a request, pointing into the request; the driver's part beside it. */
-extern void PcrExecUnpack(const PcrIoRequest *req, PcrExecSpec *spec,
-						  char **driver_data, Size *driver_len);
+/*
+ * What a driver or provider does with one call, given its own request bytes
+ * (MAXALIGN'd, read in place; a secret in it may be wiped there): fill outcome as pcr_exec.h says (started is
+ * true, its out/err point into the answer with room for spec->max_output
+ * bytes each, possibly 0), or raise (58030, 08006, 57014, ...).  spec and
+ * driver_data point into the request, which the pool zeroes afterwards.
+ */
+typedef void (*PcrExecutor) (const PcrIoRequest *req, char *driver_data, Size driver_len,
+							 const PcrExecSpec *spec, PcrExecOutcome *outcome);
 
-/* Point the outcome's buffers into the answer; everything else zero. */
-extern void PcrExecReplyBegin(PcrIoResponse *resp, const PcrExecSpec *spec, PcrExecOutcome *outcome);
-
-/* Write the outcome's head and close up the answer. */
-extern void PcrExecReplyEnd(PcrIoResponse *resp, const PcrExecOutcome *outcome);
+/* The run function of every execute operation: unpack, executor, answer. */
+extern void PcrExecServe(PcrIoRequest *req, PcrIoResponse *resp, PcrExecutor executor);
 
 #endif							/* PCR_EXEC_INTERNAL_H */

@@ -9,8 +9,11 @@
  *
  * Answer: a fixed head (PCR_EXEC_REPLY_HEAD bytes), then stdout, then
  * stderr.  The worker writes stdout and stderr in place, each into a region
- * of max_output bytes (PcrExecReplyBegin), and closes the gap between them
- * at the end (PcrExecReplyEnd), so the caller copies only what was written.
+ * of max_output bytes (reply_begin), and closes the gap between them at the
+ * end (reply_end), so the caller copies only what was written, once.
+ *
+ * Every execute operation, of a driver or of a sandbox provider, is
+ * PcrExecServe with its executor: one format, one deadline rule, one path.
  */
 #include "pcr.h"
 #include "exec.h"
@@ -176,6 +179,23 @@ unpack_outcome(const PcrIoResult *res, const PcrExecCall *call, PcrExecOutcome *
 	out->duration_ms = head.duration_ms;
 }
 
+/* Raise 58030 for an outcome that did not start, 08006 for one whose transport died. */
+static void
+raise_outcome(const PcrExecOutcome *outcome)
+{
+	if (!outcome->started)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_REMOTE_IO),
+				 errmsg("the environment could not start the command"),
+				 errdetail_internal("%s", outcome->message[0] ? outcome->message : "no cause given")));
+	if (outcome->transport_lost)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the connection to the environment was lost while the command ran"),
+				 errdetail("%s%sThe command's output may be incomplete.",
+						   outcome->message, outcome->message[0] ? ". " : "")));
+}
+
 void
 PcrExecInvoke(const PcrExecCall *call, const PcrExecInvokeArgs *a, PcrExecOutcome *outcome)
 {
@@ -207,23 +227,7 @@ PcrExecInvoke(const PcrExecCall *call, const PcrExecInvokeArgs *a, PcrExecOutcom
 	pfree(p.data);
 	pfree(p.secrets);
 	unpack_outcome(&res, call, outcome);
-	PcrExecRaiseOutcome(outcome);
-}
-
-void
-PcrExecRaiseOutcome(const PcrExecOutcome *outcome)
-{
-	if (!outcome->started)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_REMOTE_IO),
-				 errmsg("the environment could not start the command"),
-				 errdetail_internal("%s", outcome->message[0] ? outcome->message : "no cause given")));
-	if (outcome->transport_lost)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("the connection to the environment was lost while the command ran"),
-				 errdetail("%s%sThe command's output may be incomplete.",
-						   outcome->message, outcome->message[0] ? ". " : "")));
+	raise_outcome(outcome);
 }
 
 void
@@ -271,8 +275,9 @@ split_strings(const char *data, Size len, uint32 n, const char **out)
 		malformed();
 }
 
-void
-PcrExecUnpack(const PcrIoRequest *req, PcrExecSpec *spec, char **driver_data, Size *driver_len)
+/* The call of a request, pointing into the request; the driver's part beside it. */
+static void
+unpack_request(const PcrIoRequest *req, PcrExecSpec *spec, char **driver_data, Size *driver_len)
 {
 	ExecRequestHead head;
 	Size		off = MAXALIGN(sizeof(ExecRequestHead));
@@ -322,8 +327,9 @@ PcrExecUnpack(const PcrIoRequest *req, PcrExecSpec *spec, char **driver_data, Si
 	spec->max_output = head.max_output;
 }
 
-void
-PcrExecReplyBegin(PcrIoResponse *resp, const PcrExecSpec *spec, PcrExecOutcome *outcome)
+/* Point the outcome's buffers into the answer; everything else zero, started true. */
+static void
+reply_begin(PcrIoResponse *resp, const PcrExecSpec *spec, PcrExecOutcome *outcome)
 {
 	char	   *buf = PcrIoReplyBuffer(resp, PCR_EXEC_RESPONSE_SIZE(spec->max_output));
 
@@ -336,8 +342,9 @@ PcrExecReplyBegin(PcrIoResponse *resp, const PcrExecSpec *spec, PcrExecOutcome *
 	resp->len = 0;
 }
 
-void
-PcrExecReplyEnd(PcrIoResponse *resp, const PcrExecOutcome *outcome)
+/* Write the outcome's head and close up the answer. */
+static void
+reply_end(PcrIoResponse *resp, const PcrExecOutcome *outcome)
 {
 	ExecReplyHead head;
 	char	   *buf = resp->data;
@@ -362,4 +369,21 @@ PcrExecReplyEnd(PcrIoResponse *resp, const PcrExecOutcome *outcome)
 	if (outcome->err != out + outcome->out_len && outcome->err_len > 0)
 		memmove(out + outcome->out_len, outcome->err, outcome->err_len);
 	resp->len = PCR_EXEC_REPLY_HEAD + outcome->out_len + outcome->err_len;
+}
+
+void
+PcrExecServe(PcrIoRequest *req, PcrIoResponse *resp, PcrExecutor executor)
+{
+	PcrExecSpec spec;
+	PcrExecOutcome outcome;
+	char	   *driver_data;
+	Size		driver_len;
+
+	unpack_request(req, &spec, &driver_data, &driver_len);
+	reply_begin(resp, &spec, &outcome);
+	executor(req, driver_data, driver_len, &spec, &outcome);
+	/* an executor writes at most max_output bytes per stream: hold it to that */
+	if (outcome.out_len > spec.max_output || outcome.err_len > spec.max_output)
+		elog(ERROR, "execute operation wrote more output than its room");
+	reply_end(resp, &outcome);
 }

@@ -27,6 +27,7 @@ char	   *pcr_master_key_file = NULL;
 int			pcr_lease_ttl_guc = 6 * 3600;
 int			pcr_reconcile_interval = 10000;
 int			pcr_cleanup_max_attempts = 5;
+int			pcr_lease_retention = 0;
 char	   *pcr_company_id = NULL;
 #ifdef USE_ASSERT_CHECKING
 bool		pcr_check_lookup_paths = true;
@@ -98,6 +99,11 @@ _PG_init(void)
 							"Attempts at a lease's release side effects before it is marked failed.",
 							NULL, &pcr_cleanup_max_attempts, 5, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paperclip.lease_retention",
+							"Age after which the reconciler deletes history that is done; 0 keeps it.",
+							"Execution records that finished longer ago than this, and terminal leases released longer ago whose cleanup is not pending or failed and that are not retained.",
+							&pcr_lease_retention, 0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	PcrTenantInit();
 
 	DefineCustomBoolVariable("paperclip.check_lookup_paths",

@@ -8,6 +8,7 @@
 #include "pcr.h"
 #include "driver.h"
 #include "lease_lookup.h"
+#include "lease_probe.h"
 #include "spi_util.h"
 #include "vocab.h"
 #include "tenant.h"
@@ -17,6 +18,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/datum.h"
@@ -44,18 +46,27 @@ typedef enum PcrPlanId
 	PLAN_COUNT
 } PcrPlanId;
 
-
+/*
+ * The active leases a statement reads or changes are first found by a
+ * direct index probe (lease_probe.c) and then addressed by primary key, with
+ * the status condition written as "(status = 'active') IS TRUE": the same
+ * test, but one from which the planner cannot prove the predicate of a
+ * partial index on active leases, so the primary key is the only index it
+ * can use, whatever the statistics say.  With a plain "status = 'active'" it
+ * may scan every active lease for one (statistics from before they existed
+ * make each of those indexes look one page long).  The plans are generic
+ * (PcrKeepGenericPlan): planned once per backend, not for each array of ids.
+ */
 static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 	[PLAN_ACTIVE_LEASE] = {
 		"SELECT l FROM paperclip.environment_leases AS l "
-		" WHERE heartbeat_run_id = $1 AND environment_id = $2 AND status = 'active'",
-		2, {UUIDOID, UUIDOID}
+		" WHERE l.id = $1 AND (l.status = 'active') IS TRUE",
+		1, {UUIDOID}
 	},
 	[PLAN_HOLDER] = {
 		"SELECT heartbeat_run_id FROM paperclip.environment_leases "
-		" WHERE environment_id = $1 AND status = 'active' "
-		"   AND heartbeat_run_id IS DISTINCT FROM $2 LIMIT 1",
-		2, {UUIDOID, UUIDOID}
+		" WHERE id = $1 AND (status = 'active') IS TRUE",
+		1, {UUIDOID}
 	},
 	/* acquired_at, last_used_at and expires_at (its TTL later) are the lease trigger's */
 	[PLAN_INSERT_LEASE] = {
@@ -73,16 +84,16 @@ static const PcrPlanDef plan_defs[PLAN_COUNT] = {
 		"                     THEN 'retained' ELSE $2 END, "
 		"       released_at = now(), last_used_at = now(), updated_at = now(), "
 		"       failure_reason = $3, cleanup_status = NULL "
-		" WHERE heartbeat_run_id = $1 AND status = 'active' "
+		" WHERE l.id = ANY ($1) AND (l.status = 'active') IS TRUE "
 		"RETURNING l",
-		3, {UUIDOID, TEXTOID, TEXTOID}
+		3, {UUIDARRAYOID, TEXTOID, TEXTOID}
 	},
 	[PLAN_RENEW] = {
 		"UPDATE paperclip.environment_leases AS l "
 		"   SET last_used_at = now(), expires_at = now() + paperclip.lease_ttl(e.config), "
 		"       updated_at = now() "
 		"  FROM paperclip.environments AS e "
-		" WHERE l.id = $1 AND l.status = 'active' "
+		" WHERE l.id = $1 AND (l.status = 'active') IS TRUE "
 		"   AND e.company_id = l.company_id AND e.id = l.environment_id "
 		"RETURNING l",
 		1, {UUIDOID}
@@ -118,6 +129,9 @@ static SPIPlanPtr plans[PLAN_COUNT];
 static void
 run_plan(PcrPlanId id, Datum *values, const char *nulls, bool read_only, long limit, int expected_rc)
 {
+	/* prepared generic (see above) before PcrRunPlanDef finds it kept */
+	(void) PcrKeepGenericPlan(&plans[id], plan_defs[id].sql, plan_defs[id].nargs,
+							  (Oid *) plan_defs[id].argtypes);
 	PcrRunPlanDef(plans, plan_defs, id, values, nulls, read_only, limit, expected_rc);
 }
 
@@ -210,12 +224,15 @@ lock_environment_for_reuse(const PcrLeaseRequest *req)
 static void
 check_holder(const PcrLeaseRequest *req)
 {
-	Datum		values[2];
+	pg_uuid_t	lease_id;
+	Datum		value;
 	bool		isnull;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
-	run_plan(PLAN_HOLDER, values, NULL, false, 1, SPI_OK_SELECT);
+	if (!PcrProbeEnvironmentHolder(&req->environment_id, &req->heartbeat_run_id, &lease_id))
+		return;
+	/* read through SQL: what the caller may see of it, if it is still active */
+	value = UUIDPGetDatum(&lease_id);
+	run_plan(PLAN_HOLDER, &value, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
 		Datum		holder = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -273,15 +290,13 @@ acquire_checks(PcrLeaseRequest *req, PcrAcquireLookup *lk)
 	return driver;
 }
 
-/* The run's active lease on the environment, if it has one (SPI_tuptable row 0). */
+/* The lease lease_id if it is still active (SPI_tuptable row 0). */
 static bool
-select_active_lease(const PcrLeaseRequest *req)
+select_active_lease(pg_uuid_t *lease_id)
 {
-	Datum		values[2];
+	Datum		value = UUIDPGetDatum(lease_id);
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &req->environment_id);
-	run_plan(PLAN_ACTIVE_LEASE, values, NULL, false, 1, SPI_OK_SELECT);
+	run_plan(PLAN_ACTIVE_LEASE, &value, NULL, false, 1, SPI_OK_SELECT);
 	return SPI_processed > 0;
 }
 
@@ -327,7 +342,10 @@ insert_lease(FunctionCallInfo fcinfo, const PcrLeaseRequest *req, const char *po
 static void
 resolve_conflict(const PcrLeaseRequest *req)
 {
-	if (select_active_lease(req))
+	pg_uuid_t	lease_id;
+
+	if (PcrProbeRunEnvironmentLease(&req->heartbeat_run_id, &req->environment_id, &lease_id) &&
+		select_active_lease(&lease_id))
 		return;
 	check_holder(req);
 	ereport(ERROR,
@@ -368,7 +386,7 @@ pcr_acquire_run_lease(PG_FUNCTION_ARGS)
 	 * as it is (unless released while this acquire waited for the run's lock:
 	 * then it acquires anew).
 	 */
-	if (!(lk.has_active_lease && select_active_lease(&req)))
+	if (!(lk.has_active_lease && select_active_lease(&lk.active_lease_id)))
 	{
 		req.config = driver->validate(lk.config);
 		PcrDriverCheckAvailable(driver, req.config);
@@ -410,6 +428,8 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 	SPITupleTable *released;
 	uint64		nreleased;
 	MemoryContext old;
+	Datum	   *ids;
+	int			nids;
 
 	require_arg(fcinfo, 0, "heartbeat_run_id");
 	if (PG_ARGISNULL(1))
@@ -431,7 +451,9 @@ pcr_release_run_leases(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	SPI_connect();
-	values[0] = PG_GETARG_DATUM(0);
+	/* the run's active leases, then their update by primary key */
+	nids = PcrProbeRunLeases(PG_GETARG_UUID_P(0), &ids);
+	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	values[1] = PG_GETARG_DATUM(1);
 	if (PG_ARGISNULL(2))
 		nulls[2] = 'n', values[2] = (Datum) 0;

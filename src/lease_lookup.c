@@ -3,14 +3,16 @@
  *
  * The environment, the run (locked FOR SHARE, so that a concurrent status
  * change waits for this acquire and its trigger then sees the lease) and
- * whether the run already holds an active lease on the environment.
+ * whether the run already holds an active lease on the environment (always
+ * by a direct probe of the index keyed by both, after the run is locked:
+ * lease_probe.c).
  *
- * Two paths that must give the same answer:
- * - direct: primary-key and partial-unique-index probes through the table
- *   and index access methods, under a fresh snapshot taken exactly as SPI
- *   takes one.  Used when the caller is not subject to row-level security
- *   and holds the privileges the query would need; it saves the executor
- *   set-up of a three-table join on every acquire.
+ * Two paths for the environment and the run that must give the same answer:
+ * - direct: primary-key probes through the table and index access methods,
+ *   under a fresh snapshot taken exactly as SPI takes one.  Used when the
+ *   caller is not subject to row-level security and holds the privileges
+ *   the query would need; it saves the executor set-up of a join on every
+ *   acquire.
  * - SPI: one join query, used whenever row-level security applies (the
  *   policies must filter what the caller sees) or a privilege is missing
  *   (so that the caller gets PostgreSQL's own permission error).
@@ -20,6 +22,7 @@
  */
 #include "pcr.h"
 #include "lease_lookup.h"
+#include "lease_probe.h"
 #include "spi_util.h"
 
 #include "access/genam.h"
@@ -39,17 +42,13 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
-#define ACTIVE_LEASE_INDEX "environment_leases_one_active_per_run_environment"
-
 /* ------------------------------------------------------------------------
  * SPI path
  * ------------------------------------------------------------------------ */
 static const char *lookup_sql =
-"SELECT e.name, e.status, e.driver, e.config, r.status, l.id "
+"SELECT e.name, e.status, e.driver, e.config, r.status "
 "  FROM paperclip.environments AS e "
 "  JOIN paperclip.heartbeat_runs AS r ON r.id = $3 AND r.company_id = $2 "
-"  LEFT JOIN paperclip.environment_leases AS l "
-"         ON l.heartbeat_run_id = $3 AND l.environment_id = $1 AND l.status = 'active' "
 " WHERE e.id = $1 AND e.company_id = $2 "
 "   FOR SHARE OF r";
 
@@ -118,8 +117,6 @@ lookup_spi(const PcrLeaseRequest *req, PcrAcquireLookup *out, Snapshot snapshot)
 	out->driver_name = spi_text(3);
 	out->config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	out->run_status = spi_text(5);
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
-	out->has_active_lease = !isnull;
 }
 
 /* ------------------------------------------------------------------------
@@ -234,44 +231,13 @@ lock_run_row(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
 }
 
 static bool
-active_lease_exists(Relation rel, Oid indexoid, const PcrLeaseRequest *req, Snapshot snapshot)
-{
-	Relation	idx = index_open(indexoid, AccessShareLock);
-	IndexScanDesc scan;
-	ScanKeyData keys[2];
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	bool		found = false;
-
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ,
-				UUIDPGetDatum((pg_uuid_t *) &req->heartbeat_run_id));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ,
-				UUIDPGetDatum((pg_uuid_t *) &req->environment_id));
-	scan = index_beginscan(rel, idx, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		char	   *status = slot_text(slot, "status");
-
-		/* the index entry may lead to a version that is no longer active */
-		found = status != NULL && strcmp(status, "active") == 0;
-	}
-	index_endscan(scan);
-	index_close(idx, AccessShareLock);
-	ExecDropSingleTupleTableSlot(slot);
-	return found;
-}
-
-static bool
 lookup_direct(const PcrLeaseRequest *req, PcrAcquireLookup *out, Snapshot *snapshot_out)
 {
 	Oid			nsp = get_namespace_oid("paperclip", true);
 	Oid			env_relid,
-				run_relid,
-				lease_relid,
-				lease_index;
+				run_relid;
 	Relation	env_rel,
-				run_rel,
-				lease_rel;
+				run_rel;
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
 
@@ -279,12 +245,7 @@ lookup_direct(const PcrLeaseRequest *req, PcrAcquireLookup *out, Snapshot *snaps
 		return false;
 	env_relid = get_relname_relid("environments", nsp);
 	run_relid = get_relname_relid("heartbeat_runs", nsp);
-	lease_relid = get_relname_relid("environment_leases", nsp);
-	lease_index = get_relname_relid(ACTIVE_LEASE_INDEX, nsp);
-	if (!OidIsValid(lease_index) ||
-		!direct_allowed(env_relid, false) ||
-		!direct_allowed(run_relid, true) ||
-		!direct_allowed(lease_relid, false))
+	if (!direct_allowed(env_relid, false) || !direct_allowed(run_relid, true))
 		return false;
 
 	/* the same snapshot discipline as a volatile function's SPI query */
@@ -326,14 +287,6 @@ lookup_direct(const PcrLeaseRequest *req, PcrAcquireLookup *out, Snapshot *snaps
 		table_close(run_rel, NoLock);
 	}
 
-	out->has_active_lease = false;
-	if (out->found_run)
-	{
-		lease_rel = table_open(lease_relid, AccessShareLock);
-		out->has_active_lease = active_lease_exists(lease_rel, lease_index, req, snapshot);
-		table_close(lease_rel, NoLock);
-	}
-
 	PopActiveSnapshot();
 	if (snapshot_out != NULL)
 		*snapshot_out = snapshot;	/* the cross-check unregisters it */
@@ -371,8 +324,6 @@ cross_check(const PcrLeaseRequest *req, const PcrAcquireLookup *direct, Snapshot
 		field = "config";
 	else if (direct->found_run && !same_text(spi.run_status, direct->run_status))
 		field = "run_status";
-	else if (direct->found_run && spi.has_active_lease != direct->has_active_lease)
-		field = "has_active_lease";
 	if (field != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -389,4 +340,8 @@ PcrLookupForAcquire(const PcrLeaseRequest *req, PcrAcquireLookup *out)
 		lookup_spi(req, out, InvalidSnapshot);
 	else if (pcr_check_lookup_paths)
 		cross_check(req, out, snapshot);
+	/* after the run is locked: an acquire of the same run that committed meanwhile is seen */
+	if (out->found_run)
+		out->has_active_lease = PcrProbeRunEnvironmentLease(&req->heartbeat_run_id, &req->environment_id,
+															&out->active_lease_id);
 }

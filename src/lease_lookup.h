@@ -17,6 +17,7 @@ typedef struct PcrAcquireLookup
 	Jsonb	   *config;				/* as stored */
 	char	   *run_status;
 	bool		has_active_lease;	/* of this run on this environment */
+	pg_uuid_t	active_lease_id;	/* its id, when it has one */
 } PcrAcquireLookup;
 
 /* Must be called with SPI connected; results are palloc'd in the current context. */

@@ -42,13 +42,11 @@ not_found(const PcrExecSpec *spec, PcrExecOutcome *out)
 	out->exit_code = 127;
 }
 
+/* The executor of "local.execute" (PcrExecServe) */
 static void
-run_execute(PcrIoRequest *io, PcrIoResponse *resp)
+local_executor(const PcrIoRequest *io, char *dd, Size dlen, const PcrExecSpec *spec,
+			   PcrExecOutcome *outcome)
 {
-	PcrExecSpec spec;
-	PcrExecOutcome outcome;
-	char	   *dd;
-	Size		dlen;
 	uint32		creator_xid;
 	const char *root;
 	const char *name;
@@ -56,11 +54,9 @@ run_execute(PcrIoRequest *io, PcrIoResponse *resp)
 	char	   *cwd;
 	char	   *path;
 	const char **argv;
-	const char **envp;
 	PcrProcSpec ps;
 	PcrProc    *proc;
 
-	PcrExecUnpack(io, &spec, &dd, &dlen);
 	if (dlen < sizeof(uint32) + 2 || dd[dlen - 1] != '\0')
 		elog(ERROR, "malformed local.execute request");
 	memcpy(&creator_xid, dd, sizeof(uint32));
@@ -68,35 +64,36 @@ run_execute(PcrIoRequest *io, PcrIoResponse *resp)
 	name = root + strlen(root) + 1;
 	if (name >= dd + dlen)
 		elog(ERROR, "malformed local.execute request");
-	PcrExecReplyBegin(resp, &spec, &outcome);
 
 	workspace = PcrLocalWorkspaceEnsure(root, name, (TransactionId) creator_xid);
-	cwd = spec.cwd[0] ? psprintf("%s/%s", workspace, spec.cwd) : workspace;
-	path = PcrProcFindProgram(spec.command, spec_var(&spec, "PATH"), cwd);
+	cwd = spec->cwd[0] ? psprintf("%s/%s", workspace, spec->cwd) : workspace;
+	path = PcrProcFindProgram(spec->command, spec_var(spec, "PATH"), cwd);
 	if (path == NULL)
 	{
-		not_found(&spec, &outcome);
-		PcrExecReplyEnd(resp, &outcome);
+		not_found(spec, outcome);
 		return;
 	}
 
-	argv = palloc0(sizeof(char *) * (spec.nargs + 2));
-	argv[0] = spec.command;
-	for (int i = 0; i < spec.nargs; i++)
-		argv[i + 1] = spec.args[i];
-	envp = palloc0(sizeof(char *) * (spec.nenv + 1));
-	for (int i = 0; i < spec.nenv; i++)
-		envp[i] = spec.env[i];
+	argv = palloc0(sizeof(char *) * (spec->nargs + 2));
+	argv[0] = spec->command;
+	for (int i = 0; i < spec->nargs; i++)
+		argv[i + 1] = spec->args[i];
 
 	memset(&ps, 0, sizeof(ps));
 	ps.path = path;
 	ps.argv = argv;
-	ps.envp = envp;
+	ps.envp = spec->env;
 	ps.cwd = cwd;
-	ps.stdin_pipe = spec.stdin_data != NULL;
+	ps.stdin_pipe = spec->stdin_data != NULL;
+	ps.supervised = true;		/* its children die with a SIGKILLed worker too */
 	proc = PcrProcStart(&ps);	/* 58030 when it cannot start (e.g. cwd missing) */
-	PcrProcCommunicate(proc, spec.stdin_data, spec.stdin_len, spec.timeout_ms, spec.max_output, &outcome);
-	PcrExecReplyEnd(resp, &outcome);
+	PcrProcCommunicate(proc, spec->stdin_data, spec->stdin_len, spec->timeout_ms, spec->max_output, outcome);
+}
+
+static void
+run_execute(PcrIoRequest *io, PcrIoResponse *resp)
+{
+	PcrExecServe(io, resp, local_executor);
 }
 
 const PcrIoOperation pcr_local_op_execute = {

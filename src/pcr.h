@@ -71,6 +71,7 @@ extern char *pcr_master_key_file;
 extern int	pcr_lease_ttl_guc;			/* seconds */
 extern int	pcr_reconcile_interval; /* milliseconds */
 extern int	pcr_cleanup_max_attempts;
+extern int	pcr_lease_retention;	/* seconds; 0: keep lease history */
 extern char *pcr_company_id;
 extern bool pcr_check_lookup_paths;	/* lease_lookup.c: compare its two paths */
 extern int	pcr_acquire_timeout;	/* milliseconds (io_shmem.c) */

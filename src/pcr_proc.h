@@ -21,6 +21,9 @@
  *   worker dies (PR_SET_PDEATHSIG, then getppid() checked against the race
  *   of a worker dying before the prctl), and oom_score_adj 1000 so the
  *   kernel kills it before any PostgreSQL process.
+ * - supervised (PcrProcSpec.supervised): a small supervisor process between
+ *   the worker and the program leads the group instead, and SIGKILLs the
+ *   whole group when the worker dies, even by SIGKILL.
  *
  * The parent waits on a pidfd and non-blocking pipes through PcrIoWait(),
  * reaps with waitpid(pid, WNOHANG) (never waitpid(-1)), and kills and reaps
@@ -32,7 +35,7 @@
  * killed with SIGKILL cannot clean up: its direct child gets SIGKILL from
  * the parent-death signal, and whatever the child started must die with it
  * (bwrap's --die-with-parent and PID namespace do; a plain process group
- * does not, see PcrProcCommunicate).
+ * does not, unless the child is supervised).
  */
 #ifndef PCR_PROC_H
 #define PCR_PROC_H
@@ -85,6 +88,17 @@ typedef struct PcrProcSpec
 	uint64		rlimit_fsize;	/* bytes; 0: the worker's hard limit */
 	int			rlimit_cpu;		/* seconds; 0: the worker's hard limit */
 	int			rlimit_nofile;	/* 0: PCR_PROC_DEFAULT_NOFILE */
+
+	/*
+	 * Start a supervisor (a copy of the worker that does not exec) which
+	 * starts the program in its own process group and exits as the program
+	 * does (its code or its signal), and SIGKILLs that group, with whatever
+	 * the program started in it, when the worker dies, even by SIGKILL: for
+	 * programs that may start processes of their own and have no
+	 * --die-with-parent of their own (local execute).  pid is then the
+	 * supervisor's, and the group its.
+	 */
+	bool		supervised;
 } PcrProcSpec;
 
 typedef struct PcrProc
@@ -117,6 +131,7 @@ typedef struct PcrProc
 	int			wait_status;	/* waitpid status, valid once reaped */
 	TimestampTz started_at;
 	char	   *path;			/* a copy, for messages */
+	int			lifeline_fd;	/* supervised: the end whose closing ends the group; else -1 */
 
 	/* bookkeeping of proc_*.c: the worker's list of children, the reset callback */
 	dlist_node	node;

@@ -17,6 +17,7 @@
 #include "proc_internal.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -41,7 +42,8 @@ typedef enum PcrChildStep
 	STEP_CLOSE,
 	STEP_RLIMIT,
 	STEP_CHDIR,
-	STEP_EXEC
+	STEP_EXEC,
+	STEP_CLONE
 } PcrChildStep;
 
 static const char *const step_names[] = {
@@ -52,6 +54,7 @@ static const char *const step_names[] = {
 	[STEP_RLIMIT] = "setrlimit",
 	[STEP_CHDIR] = "chdir",
 	[STEP_EXEC] = "execve",
+	[STEP_CLONE] = "clone",
 };
 
 typedef struct PcrChildReport
@@ -70,6 +73,8 @@ typedef struct PcrChildPlan
 	char	   *const *envp;
 	const char *cwd;
 	pid_t		parent;
+	bool		in_group;		/* stay in the parent's process group (under a supervisor) */
+	int			lifeline[2];	/* supervised: the supervisor's end, the worker's; else -1 */
 	int			src[3 + PCR_PROC_MAX_REPORTS + 1];	/* becomes descriptor i */
 	int			nsrc;
 	int			errpipe;		/* becomes descriptor nsrc, close-on-exec */
@@ -123,7 +128,7 @@ child_main(const PcrChildPlan *p)
 	sigset_t	none;
 
 	child_reset_signals();
-	if (setpgid(0, 0) != 0)
+	if (!p->in_group && setpgid(0, 0) != 0)
 		child_fail(errpipe, STEP_SETPGID);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
 		child_fail(errpipe, STEP_PDEATHSIG);
@@ -175,6 +180,96 @@ static int
 child_entry(void *arg)
 {
 	child_main((const PcrChildPlan *) arg);
+	return 127;
+}
+
+/* ------------------------------------------------------------------------
+ * The supervisor of a supervised child (PcrProcSpec.supervised)
+ *
+ * A process of its own (a copy of the worker, no exec) between the worker
+ * and the command, the leader of the process group the command and
+ * everything it starts are in.  It starts the command as above (in its
+ * group), closes every descriptor but its end of the lifeline, a pipe whose
+ * other end only the worker holds, and waits.  When the command exits, it
+ * exits the same way (the same code, or the same signal), so the worker
+ * sees the command's status.  When the lifeline ends first (the worker died,
+ * even by SIGKILL, or closed it), it SIGKILLs its whole group: the
+ * command's children die with the worker too, which the parent-death signal
+ * of the command alone cannot do.  Every signal stays blocked in it, so the
+ * group's SIGTERM at a timeout reaches only the command's processes; the
+ * SIGKILL after the grace takes it along.  Only system calls, as in the
+ * child.
+ * ------------------------------------------------------------------------ */
+static char supervisor_stack[64 * 1024] pg_attribute_aligned(16);
+
+/* Go the way the command went: its exit code, or its signal. */
+static void pg_attribute_noreturn()
+supervisor_exit_as(int status)
+{
+	struct rlimit none = {0, 0};
+	sigset_t	others;
+	int			sig;
+
+	if (!WIFSIGNALED(status))
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+	sig = WTERMSIG(status);
+	(void) setrlimit(RLIMIT_CORE, &none);
+	sigfillset(&others);
+	sigdelset(&others, sig);
+	(void) sigprocmask(SIG_SETMASK, &others, NULL);
+	(void) kill(getpid(), sig);	/* default disposition: it ends us here */
+	_exit(128 + sig);
+}
+
+static void pg_attribute_noreturn()
+supervisor_main(PcrChildPlan *p)
+{
+	pid_t		child;
+	int			pidfd;
+	int			status;
+
+	(void) close(p->lifeline[1]);	/* the worker's end: only the worker may hold it */
+	(void) prctl(PR_SET_NAME, "pcr-supervisor");	/* its comm; argv still reads as the worker's */
+	child_reset_signals();		/* the mask stays full (the worker's, at the clone) */
+	if (setpgid(0, 0) != 0)
+		child_fail(p->errpipe, STEP_SETPGID);
+	p->parent = getpid();
+	p->in_group = true;
+	child = clone(child_entry, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, p);
+	if (child < 0)
+		child_fail(p->errpipe, STEP_CLONE);
+
+	/* the command has called execve or _exit: nothing else of ours is needed */
+	if (dup2(p->lifeline[0], 0) != 0)
+	{
+		(void) kill(0, SIGKILL);
+		_exit(127);
+	}
+	child_close_from(1, p->maxfd);
+	pidfd = (int) syscall(SYS_pidfd_open, child, 0);
+	for (;;)
+	{
+		struct pollfd fds[2] = {{.fd = 0,.events = POLLIN}, {.fd = pidfd,.events = POLLIN}};
+		pid_t		r;
+
+		(void) poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 50);
+		if (fds[0].revents != 0)
+		{
+			(void) kill(0, SIGKILL);	/* the worker is gone: our group with us */
+			_exit(137);
+		}
+		r = waitpid(child, &status, WNOHANG);
+		if (r == child)
+			supervisor_exit_as(status);
+		if (r < 0 && errno != EINTR)
+			_exit(127);
+	}
+}
+
+static int
+supervisor_entry(void *arg)
+{
+	supervisor_main((PcrChildPlan *) arg);
 	return 127;
 }
 
@@ -266,6 +361,7 @@ typedef struct PcrStartFds
 	int			rep[PCR_PROC_MAX_REPORTS][2];
 	int			input;			/* the memory file of spec->input_data */
 	int			errpipe[2];
+	int			lifeline[2];	/* supervised: [0] the supervisor's, [1] the worker's */
 } PcrStartFds;
 
 static void
@@ -287,6 +383,7 @@ close_start_fds(PcrStartFds *f)
 		close_if_open(&f->out[i]);
 		close_if_open(&f->err[i]);
 		close_if_open(&f->errpipe[i]);
+		close_if_open(&f->lifeline[i]);
 		for (int r = 0; r < PCR_PROC_MAX_REPORTS; r++)
 			close_if_open(&f->rep[r][i]);
 	}
@@ -373,6 +470,10 @@ open_start_fds(const PcrProcSpec *spec, PcrStartFds *f, PcrChildPlan *plan)
 		plan->src[plan->nsrc++] = f->input;
 	}
 	plan->errpipe = f->errpipe[1];
+	if (spec->supervised && !make_pipe(f->lifeline))
+		start_error(f, spec->path, "pipe", errno);
+	plan->lifeline[0] = f->lifeline[0];
+	plan->lifeline[1] = f->lifeline[1];
 }
 
 /* Wait for the child's exec (end of the error pipe) or its report. */
@@ -397,6 +498,9 @@ adopt_fds(PcrProc *proc, PcrStartFds *f, int nreports)
 	close_if_open(&f->out[1]);
 	close_if_open(&f->err[1]);
 	close_if_open(&f->errpipe[1]);
+	close_if_open(&f->lifeline[0]);
+	proc->lifeline_fd = f->lifeline[1];
+	f->lifeline[1] = -1;
 	proc->stdin_fd = f->in[1];
 	proc->stdout_fd = f->out[0];
 	proc->stderr_fd = f->err[0];
@@ -453,7 +557,10 @@ PcrProcStart(const PcrProcSpec *spec)
 
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
-	pid = clone(child_entry, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+	if (spec->supervised)		/* a copy of the worker: it outlives the worker's death */
+		pid = clone(supervisor_entry, supervisor_stack + sizeof(supervisor_stack), SIGCHLD, &plan);
+	else
+		pid = clone(child_entry, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
 	fork_errno = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0)

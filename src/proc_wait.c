@@ -68,6 +68,7 @@ PcrProcCloseFds(PcrProc *proc)
 	close_fd(&proc->stderr_fd);
 	for (int i = 0; i < PCR_PROC_MAX_REPORTS; i++)
 		close_fd(&proc->report_fd[i]);
+	close_fd(&proc->lifeline_fd);	/* a supervisor still there SIGKILLs its group */
 	if (proc->reaped)
 		close_fd(&proc->pidfd);
 }

@@ -3,10 +3,11 @@
  *
  * Each batch of a step is one short transaction that first makes sure the
  * extension is there and not being dropped (a share lock on it, taken
- * without waiting), then selects rows (FOR UPDATE SKIP LOCKED: a row a
- * client holds is left for the next pass) and handles them: all at once in
- * one subtransaction when the step can, else (or when that raised) each row
- * in a subtransaction of its own.  A row that raises is rolled back alone,
+ * without waiting), then handles rows (FOR UPDATE SKIP LOCKED: a row a
+ * client holds is left for the next pass): a batch of PCR_SET_BATCH_SIZE all
+ * at once in one subtransaction when the step can, else (or when that
+ * raised) a batch of PCR_ROW_BATCH_SIZE selected, each row in a
+ * subtransaction of its own.  A row that raises is rolled back alone,
  * logged, counted and skipped for the rest of the pass; a batch that fails
  * as a whole ends its step for this pass.  Nothing here can stop the worker
  * but FATAL.
@@ -32,11 +33,18 @@
 
 #define PCR_EXTENSION_NAME "paperclip_runtime"
 /*
- * Rows per transaction.  Each row that changes gets a subtransaction id, and
- * past 64 of them in one transaction (PGPROC_MAX_CACHED_SUBXIDS) every
- * other session's snapshots overflow to pg_subtrans lookups: stay below.
+ * Rows per transaction handled row by row.  Each row that changes gets a
+ * subtransaction id, and past 64 of them in one transaction
+ * (PGPROC_MAX_CACHED_SUBXIDS) every other session's snapshots overflow to
+ * pg_subtrans lookups: stay below.
  */
-#define PCR_BATCH_SIZE 50
+#define PCR_ROW_BATCH_SIZE 50
+/*
+ * Rows per transaction handled at once (one subtransaction): large enough
+ * that a transaction's fixed cost is small next to its rows', small enough
+ * that the row locks it holds are short (a few milliseconds).
+ */
+#define PCR_SET_BATCH_SIZE 1000
 
 /* ------------------------------------------------------------------------
  * The steps of a pass: the built-in ones, then those added by others
@@ -246,6 +254,9 @@ count_outcome(PcrPassCounts *c, PcrRowOutcome outcome)
 			c->cleanup_attempts_failed++;
 			c->cleanups_given_up++;
 			break;
+		case PCR_ROW_DELETED:
+			c->history_deleted++;
+			break;
 	}
 }
 
@@ -272,10 +283,10 @@ typedef struct PcrRowCall
 {
 	const PcrReconcileStep *step;
 	HeapTuple	row;
-	SPITupleTable *rows;
-	uint64		nrows;
 	TupleDesc	desc;
 	PcrRowOutcome outcome;
+	Datum		skip;			/* process_batch's arguments and results */
+	uint64		selected;
 	uint64		changed;
 } PcrRowCall;
 
@@ -292,7 +303,7 @@ batch_call(void *arg)
 {
 	PcrRowCall *c = (PcrRowCall *) arg;
 
-	c->changed = c->step->process_batch(c->rows->vals, c->nrows, c->rows->tupdesc);
+	c->selected = c->step->process_batch(c->step, c->skip, PCR_SET_BATCH_SIZE, &c->changed);
 }
 
 /* Run process_row in a subtransaction: an error rolls back this row alone. */
@@ -316,19 +327,20 @@ process_row_guarded(PcrPass *pass, const PcrReconcileStep *step, HeapTuple row, 
 }
 
 /*
- * Try the step's process_batch on the whole batch in one subtransaction;
- * false (and nothing changed) when it raised, or the step has none.
+ * Try the step's process_batch in one subtransaction; false (and nothing
+ * changed) when it raised, or the step has none.  *full: the batch was full
+ * and changed something, so there may be more.
  */
 static bool
-process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 nrows,
-					  PcrPassCounts *batch)
+process_batch_guarded(PcrPass *pass, const PcrReconcileStep *step, PcrPassCounts *batch,
+					  bool *full)
 {
-	PcrRowCall	c = {.step = step,.rows = rows,.nrows = nrows};
+	PcrRowCall	c = {.step = step,.skip = skip_array(pass)};
 	ErrorData  *edata;
 	uint64		changed;
 	bool		done;
 
-	if (step->process_batch == NULL || nrows == 0)
+	if (step->process_batch == NULL)
 		return false;
 	done = PcrRunInSubtransaction(batch_call, &c, &edata);
 	if (!done)
@@ -341,6 +353,7 @@ process_batch_guarded(const PcrReconcileStep *step, SPITupleTable *rows, uint64 
 	changed = done ? c.changed : 0;
 	for (uint64 i = 0; i < changed; i++)
 		count_outcome(batch, step->batch_outcome);
+	*full = done && c.selected >= PCR_SET_BATCH_SIZE && changed > 0;
 	return done;
 }
 
@@ -405,7 +418,7 @@ select_rows(PcrPass *pass, int stepno)
 	int			rc;
 
 	values[0] = skip_array(pass);
-	values[1] = Int32GetDatum(PCR_BATCH_SIZE);
+	values[1] = Int32GetDatum(PCR_ROW_BATCH_SIZE);
 	rc = PcrReconcilerExecute(&step_plans[stepno], step->select_sql, 2, argtypes, values, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reconciler step \"%s\" did not select rows: %s",
@@ -415,28 +428,30 @@ select_rows(PcrPass *pass, int stepno)
 typedef struct PcrBatch
 {
 	int			stepno;
-	uint64		nrows;
+	bool		full;			/* there may be more */
 	PcrPassCounts counts;		/* added to the pass's once committed */
 } PcrBatch;
 
+/* The whole batch at once if the step can; else (or if that raised) row by row. */
 static void
 batch_in_transaction(PcrPass *pass, void *arg)
 {
 	PcrBatch   *b = (PcrBatch *) arg;
 	const PcrReconcileStep *step = steps[b->stepno];
 	SPITupleTable *rows;
+	uint64		nrows;
 
+	if (process_batch_guarded(pass, step, &b->counts, &b->full))
+		return;
 	select_rows(pass, b->stepno);
 	rows = SPI_tuptable;
-	b->nrows = SPI_processed;
-	if (!process_batch_guarded(step, rows, b->nrows, &b->counts))
+	nrows = SPI_processed;
+	for (uint64 i = 0; i < nrows; i++)
 	{
-		for (uint64 i = 0; i < b->nrows; i++)
-		{
-			CHECK_FOR_INTERRUPTS();
-			count_outcome(&b->counts, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
-		}
+		CHECK_FOR_INTERRUPTS();
+		count_outcome(&b->counts, process_row_guarded(pass, step, rows->vals[i], rows->tupdesc));
 	}
+	b->full = nrows >= PCR_ROW_BATCH_SIZE;
 }
 
 static void
@@ -448,6 +463,7 @@ add_counts(PcrPassCounts *to, const PcrPassCounts *from)
 	to->cleanup_attempts_failed += from->cleanup_attempts_failed;
 	to->cleanups_given_up += from->cleanups_given_up;
 	to->objects_destroyed += from->objects_destroyed;
+	to->history_deleted += from->history_deleted;
 }
 
 static PcrBatchResult
@@ -466,7 +482,7 @@ run_batch(PcrPass *pass, int stepno)
 	}
 	/* what the rows did counts once it is committed */
 	add_counts(pass->counts, &b.counts);
-	return b.nrows >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
+	return b.full ? BATCH_FULL : BATCH_PARTIAL;
 }
 
 /* ------------------------------------------------------------------------
@@ -577,7 +593,7 @@ run_call_batch(PcrPass *pass, int stepno)
 				break;
 		}
 	}
-	return b.nrows >= PCR_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
+	return b.nrows >= PCR_ROW_BATCH_SIZE ? BATCH_FULL : BATCH_PARTIAL;
 }
 
 /* ------------------------------------------------------------------------
@@ -676,6 +692,7 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 	for (int s = 0; s < nsteps; s++)
 	{
 		PcrBatchResult r;
+		int			batches = 0;
 
 		do
 		{
@@ -686,7 +703,8 @@ PcrReconcilePass(PcrPassCounts *counts, char *last_error)
 				r = steps[s]->call != NULL ? run_call_batch(&pass, s) : run_batch(&pass, s);
 			if (r == BATCH_NO_EXTENSION)
 				return PCR_PASS_NO_EXTENSION;
-		} while (r == BATCH_FULL);
+			batches++;
+		} while (r == BATCH_FULL && (steps[s]->max_batches == 0 || batches < steps[s]->max_batches));
 	}
 	return PCR_PASS_DONE;
 }

@@ -10,11 +10,14 @@
  *   recorded in a short transaction of its own, with backoff, until success
  *   or paperclip.cleanup_max_attempts (docs/leases.md).
  *
- * A batch of locked rows is first transitioned by one statement; if that
- * raises, row by row, each in its own subtransaction (reconcile_pass.c).
+ * A batch is first handled at once (expiry: one statement that locks and
+ * changes the rows a probe of the expiry index found; release: the rows
+ * selected, changed by one statement); if that raises, row by row, each in
+ * its own subtransaction (reconcile_pass.c).
  */
 #include "pcr.h"
 #include "driver.h"
+#include "lease_probe.h"
 #include "reconciler.h"
 #include "vocab.h"
 
@@ -44,24 +47,21 @@ typedef PcrTransition (*PcrDecideFn) (HeapTuple row, TupleDesc desc);
  * the lease trigger gives a released lease whose driver has side effects
  * cleanup_status 'pending' (not a retained one: its environment is kept on
  * purpose).  An expiry leaves last_used_at alone: nobody used the lease.
+ * The leases are addressed by primary key, "IS TRUE" keeping every partial
+ * index on active leases out of the plan (see lease.c).
  */
 static const char *const transition_sql =
-"WITH t AS MATERIALIZED ( "
-"  SELECT l.id, l.lease_policy, "
-"         ($2)[pg_catalog.array_position($1, l.id)] AS status, "
-"         ($3)[pg_catalog.array_position($1, l.id)] AS reason "
-"    FROM paperclip.environment_leases AS l "
-"   WHERE l.id = ANY ($1)) "
 "UPDATE paperclip.environment_leases AS l "
-"   SET status = CASE WHEN t.status = 'failed' AND t.lease_policy = 'retain_on_failure' "
+"   SET status = CASE WHEN t.status = 'failed' AND l.lease_policy = 'retain_on_failure' "
 "                     THEN 'retained' ELSE t.status END, "
 "       released_at = now(), "
 "       last_used_at = CASE WHEN t.status = 'expired' THEN l.last_used_at ELSE now() END, "
 "       updated_at = now(), "
 "       failure_reason = t.reason, "
 "       cleanup_status = NULL "
-"  FROM t "
-" WHERE l.id = t.id AND l.status = 'active'";
+"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+"       AS t (id, status, reason) "
+" WHERE l.id = t.id AND (l.status = 'active') IS TRUE";
 
 /* Transition rows[0..nrows) as decide says, in one statement; returns how many changed. */
 static uint64
@@ -137,10 +137,24 @@ release_row(HeapTuple row, TupleDesc desc)
 	return transition_leases(&row, 1, desc, decide_release) == 1 ? PCR_ROW_RELEASED : PCR_ROW_NOTHING;
 }
 
+/* The step's select with a large batch, then one statement for the rows. */
 static uint64
-release_batch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
+release_batch(const PcrReconcileStep *step, Datum skip, int limit, uint64 *changed)
 {
-	return transition_leases(rows, nrows, desc, decide_release);
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
+	Datum		values[2] = {skip, Int32GetDatum(limit)};
+	SPITupleTable *rows;
+	uint64		nrows;
+	int			rc;
+
+	rc = PcrReconcilerExecute(&plan, step->select_sql, 2, argtypes, values, NULL);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not select leases: %s", SPI_result_code_string(rc));
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	*changed = nrows == 0 ? 0 : transition_leases(rows->vals, nrows, rows->tupdesc, decide_release);
+	return nrows;
 }
 
 const PcrReconcileStep pcr_step_release_finished_runs = {
@@ -177,10 +191,51 @@ expire_row(HeapTuple row, TupleDesc desc)
 	return transition_leases(&row, 1, desc, decide_expire) == 1 ? PCR_ROW_EXPIRED : PCR_ROW_NOTHING;
 }
 
+/*
+ * One statement per batch: the leases a probe of the expiry index found
+ * (lease_probe.c: no plan, so no statistics, can make it scan every active
+ * lease), locked SKIP LOCKED and changed by ctid, which the locks keep
+ * stable; a lease changed meanwhile is left for the next pass.
+ */
+static const char *const expire_sql =
+"UPDATE paperclip.environment_leases "
+"   SET status = 'expired', released_at = now(), updated_at = now(), "
+"       failure_reason = 'lease expired', cleanup_status = NULL "
+" WHERE ctid = ANY (ARRAY( "
+"       SELECT ctid FROM paperclip.environment_leases "
+"        WHERE ctid = ANY ($1) AND (status = 'active') IS TRUE AND expires_at <= now() "
+"          FOR NO KEY UPDATE SKIP LOCKED))";
+
 static uint64
-expire_batch(HeapTuple *rows, uint64 nrows, TupleDesc desc)
+expire_batch(const PcrReconcileStep *step, Datum skip, int limit, uint64 *changed)
 {
-	return transition_leases(rows, nrows, desc, decide_expire);
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TIDARRAYOID};
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * limit);
+	Datum	   *tid_datums;
+	Datum	   *skip_ids;
+	int			nskip;
+	int			n;
+	int			rc;
+	Datum		value;
+
+	deconstruct_array(DatumGetArrayTypeP(skip), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+					  &skip_ids, NULL, &nskip);
+	n = PcrProbeDueLeases(GetCurrentTransactionStartTimestamp(), skip_ids, nskip, limit, tids);
+	*changed = 0;
+	if (n == 0)
+		return 0;
+
+	tid_datums = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		tid_datums[i] = PointerGetDatum(&tids[i]);
+	value = PointerGetDatum(construct_array(tid_datums, n, TIDOID, sizeof(ItemPointerData),
+											false, TYPALIGN_SHORT));
+	rc = PcrReconcilerExecute(&plan, expire_sql, 1, argtypes, &value, NULL);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not expire leases: %s", SPI_result_code_string(rc));
+	*changed = SPI_processed;
+	return n;
 }
 
 const PcrReconcileStep pcr_step_expire = {

@@ -145,6 +145,7 @@ PcrReconcilerInit(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, PCR_RECONCILER_NAME);
 	snprintf(worker.bgw_type, BGW_MAXLEN, PCR_RECONCILER_NAME);
 	RegisterBackgroundWorker(&worker);
+	PcrRetentionInit();
 }
 
 /* ------------------------------------------------------------------------
@@ -334,6 +335,7 @@ add_counts(PcrPassCounts *total, const PcrPassCounts *pass)
 	total->cleanup_attempts_failed += pass->cleanup_attempts_failed;
 	total->cleanups_given_up += pass->cleanups_given_up;
 	total->objects_destroyed += pass->objects_destroyed;
+	total->history_deleted += pass->history_deleted;
 	total->errors += pass->errors;
 }
 
@@ -378,14 +380,17 @@ reconciler_pass(MemoryContext passcxt, bool sweep)
 	if (result != PCR_PASS_DONE)
 		return false;
 	if (counts.expired + counts.released + counts.cleanups_succeeded +
-		counts.cleanups_given_up + counts.objects_destroyed + counts.errors > 0 || sweep)
+		counts.cleanups_given_up + counts.objects_destroyed + counts.history_deleted +
+		counts.errors > 0 || sweep)
 		ereport(LOG,
 				(errmsg("paperclip reconciler: %s expired " INT64_FORMAT ", released " INT64_FORMAT
 						" leases; cleaned up " INT64_FORMAT ", gave up on " INT64_FORMAT
-						"; destroyed " INT64_FORMAT " sandboxes without a lease; " INT64_FORMAT " errors",
+						"; destroyed " INT64_FORMAT " sandboxes without a lease; deleted " INT64_FORMAT
+						" history rows; " INT64_FORMAT " errors",
 						sweep ? "start-up sweep" : "pass",
 						counts.expired, counts.released, counts.cleanups_succeeded,
-						counts.cleanups_given_up, counts.objects_destroyed, counts.errors)));
+						counts.cleanups_given_up, counts.objects_destroyed, counts.history_deleted,
+						counts.errors)));
 	return true;
 }
 

@@ -4,13 +4,15 @@
  * One static background worker, registered when the library is preloaded,
  * connects to paperclip.database and runs passes: release active leases of
  * terminal or missing runs, expire active leases past expires_at, carry out
- * pending cleanups with retry and backoff.  A pass runs at start-up (the
+ * pending cleanups with retry and backoff, delete history older than
+ * paperclip.lease_retention.  A pass runs at start-up (the
  * sweep after a crash or restart), every paperclip.reconcile_interval, and
  * when a committed transaction asked for it.
  *
  * reconciler.c      the worker: registration, shared state, wake-up, loop
  * reconcile_pass.c  a pass: short transactions, a subtransaction per row
  * reconcile_steps.c the built-in steps on environment_leases
+ * reconcile_retention.c  deleting history past paperclip.lease_retention
  */
 #ifndef PCR_RECONCILER_H
 #define PCR_RECONCILER_H
@@ -43,13 +45,14 @@ extern PGDLLEXPORT void PcrReconcilerMain(Datum main_arg);
 /* ------------------------------------------------------------------------
  * Steps of a pass
  *
- * A step selects a batch of rows and handles each in its own subtransaction
- * (or all at once, falling back to that), so one bad row is logged and
- * skipped while the others go on.  The select
- * gets $1 uuid[] (ids to skip: rows that failed earlier in this pass) and
- * $2 integer (the batch size); it must return a uuid column "id", and should
- * lock what it returns with FOR UPDATE SKIP LOCKED so that it never waits
- * for, or races with, a client.  A step is repeated while it fills batches.
+ * A step handles a batch of rows at once in one subtransaction when it can
+ * (process_batch), else — or when that raised — selects a smaller batch and
+ * handles each row in its own subtransaction, so one bad row is logged and
+ * skipped while the others go on.  The select gets $1 uuid[] (ids to skip:
+ * rows that failed earlier in this pass) and $2 integer (the batch size); it
+ * must return a uuid column "id", and should lock what it returns with FOR
+ * UPDATE SKIP LOCKED so that it never waits for, or races with, a client.
+ * A step is repeated while it fills batches (at most max_batches a pass).
  * A step whose rows need I/O (call, below) selects and commits first, and
  * records each outcome in a transaction of its own.
  *
@@ -65,7 +68,8 @@ typedef enum PcrRowOutcome
 	PCR_ROW_CLEANED,			/* a pending cleanup succeeded */
 	PCR_ROW_CLEANUP_RETRY,		/* a cleanup attempt failed; it will be retried */
 	PCR_ROW_CLEANUP_FAILED,		/* a cleanup failed for good */
-	PCR_ROW_OBJECT_DESTROYED	/* a provider object without a lease was destroyed */
+	PCR_ROW_OBJECT_DESTROYED,	/* a provider object without a lease was destroyed */
+	PCR_ROW_DELETED				/* history past paperclip.lease_retention was deleted */
 } PcrRowOutcome;
 
 /* A pass in progress (reconcile_pass.c), for steps that run themselves. */
@@ -78,13 +82,18 @@ typedef struct PcrReconcileStep
 	PcrRowOutcome (*process_row) (HeapTuple row, TupleDesc desc);
 
 	/*
-	 * Optional: handle a whole batch at once and return how many rows it
+	 * Optional: select and change a whole batch at once — at most limit
+	 * rows, none of those in skip (uuid[]), never waiting for a row lock —
+	 * and return how many rows it selected, setting *changed to how many it
 	 * changed, each counted as batch_outcome.  Tried first, in one
-	 * subtransaction; if it raises, the batch is done again with
-	 * process_row, row by row, so that only a bad row is skipped.
+	 * subtransaction; if it raises, that batch is done again by select_sql
+	 * and process_row, row by row, so that only a bad row is skipped.
 	 */
-	uint64		(*process_batch) (HeapTuple *rows, uint64 nrows, TupleDesc desc);
+	uint64		(*process_batch) (const struct PcrReconcileStep *step, Datum skip, int limit,
+								  uint64 *changed);
 	PcrRowOutcome batch_outcome;
+	int			max_batches;	/* per pass; 0: as many as it fills */
+	void	   *arg;			/* for the step's own functions */
 
 	/*
 	 * Optional, instead of process_row: work that must not run inside the
@@ -113,7 +122,7 @@ typedef struct PcrReconcileStep
 	bool		(*run) (PcrPass *pass, const struct PcrReconcileStep *step);
 } PcrReconcileStep;
 
-#define PCR_RECONCILER_MAX_STEPS 8
+#define PCR_RECONCILER_MAX_STEPS 16
 
 /* Add a step (from _PG_init, while preloading); step must stay valid. */
 extern void PcrReconcilerAddStep(const PcrReconcileStep *step);
@@ -158,6 +167,7 @@ typedef struct PcrPassCounts
 	int64		cleanup_attempts_failed;
 	int64		cleanups_given_up;
 	int64		objects_destroyed;	/* provider objects without a lease (sandbox_sweep.c) */
+	int64		history_deleted;	/* rows past paperclip.lease_retention (reconcile_retention.c) */
 	int64		errors;
 } PcrPassCounts;
 
@@ -179,5 +189,8 @@ extern PcrPassResult PcrReconcilePass(PcrPassCounts *counts, char *last_error);
 extern const PcrReconcileStep pcr_step_release_finished_runs;
 extern const PcrReconcileStep pcr_step_expire;
 extern const PcrReconcileStep pcr_step_cleanup;
+
+/* Add one retention step per history table (reconcile_retention.c), while preloading. */
+extern void PcrRetentionInit(void);
 
 #endif							/* PCR_RECONCILER_H */

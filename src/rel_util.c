@@ -37,6 +37,9 @@ static const char *const rel_names[PCR_REL_COUNT] = {
 	[PCR_REL_HEARTBEAT_RUNS_PKEY] = "heartbeat_runs_pkey",
 	[PCR_REL_ENVIRONMENT_LEASES] = "environment_leases",
 	[PCR_REL_ENVIRONMENT_LEASES_PKEY] = "environment_leases_pkey",
+	[PCR_REL_LEASES_ACTIVE_BY_RUN_ENVIRONMENT] = "environment_leases_one_active_per_run_environment",
+	[PCR_REL_LEASES_ACTIVE_BY_ENVIRONMENT] = "environment_leases_active_by_environment",
+	[PCR_REL_LEASES_ACTIVE_BY_EXPIRY] = "environment_leases_active_expiry",
 	[PCR_REL_FENCE_SEQ] = "environment_lease_fence_seq",
 };
 

@@ -4,6 +4,7 @@
  * sandbox_registry.c  the providers (pcr_provider.h), object names
  * sandbox_ops.c       one I/O operation per worker-side entry point, and the
  *                     caller side that packs a request and unpacks the answer
+ *                     (execute: sandbox_exec.c, on the path of every driver)
  * sandbox_inflight.c  the shared-memory table of acquisitions whose outcome
  *                     is not known yet (so that an aborted one leaks nothing)
  * sandbox_sweep.c     the reconciler's steps: destroy the objects of aborted
@@ -11,8 +12,9 @@
  *                     list_owned
  * driver_sandbox.c    the "sandbox" driver: routes to the provider, the
  *                     acquire and cleanup of objects
- * sandbox_exec.c      lease_execute on a sandbox lease: the provider's
- *                     execute entry point
+ * sandbox_exec.c      lease_execute on a sandbox lease: the caller side and
+ *                     the executor that calls the provider's execute entry
+ *                     point (exec.h: the same path as every driver's)
  */
 #ifndef PCR_SANDBOX_H
 #define PCR_SANDBOX_H
@@ -36,6 +38,15 @@ extern const char *PcrSandboxCluster(void);
 
 /* pcr-<cluster>-<id> (palloc'd) */
 extern char *PcrSandboxObjectName(const pg_uuid_t *id);
+
+/*
+ * The object of a lease of provider p, named after the id of its
+ * provider_lease_id ("sandbox://<p>/<id>": the lease's own id, or for a
+ * reusable lease its environment's): name, cluster, lease id and reusable
+ * filled in, the rest zero; false when provider_lease_id names no object of p.
+ */
+extern bool PcrSandboxLeaseObject(const PcrSandboxProvider *p, const char *provider_lease_id,
+								  const pg_uuid_t *lease_id, PcrSandboxObject *obj);
 
 /* ------------------------------------------------------------------------
  * sandbox_ops.c: caller side of the providers' operations
@@ -73,39 +84,18 @@ extern PcrProviderStatus PcrSandboxCallListOwned(const PcrSandboxProvider *p, Pc
 												 int *n, char *message);
 
 /*
- * execute in a driver worker (lease_execute's sandbox path): spec's env
- * entries flagged in env_secret travel in secret ranges of the request.
- * Raises 58030 when the provider says the object is gone or cannot run
- * commands; otherwise fills outcome (its out/err buffers provided by the
- * caller, max_output bytes each).
+ * The object head of a request (the provider, the cluster, the object: its
+ * name, ids, config and metadata), written by the caller side and read by
+ * the worker side of an operation; the reader copies every field out, so
+ * the object's jsonb are aligned.  Read fails (elog) on a malformed head or
+ * a provider this worker does not have; obj->deadline is the given one.
  */
-extern void PcrSandboxCallExecute(const PcrSandboxProvider *p, const PcrSandboxObject *obj,
-								  const PcrExecSpec *spec, const bool *env_secret,
-								  PcrExecOutcome *outcome);
+extern void PcrSandboxWriteObject(StringInfo b, const PcrSandboxProvider *p, const PcrSandboxObject *obj);
+extern const PcrSandboxProvider *PcrSandboxReadObject(const char *data, Size len, TimestampTz deadline,
+													  PcrSandboxObject *obj);
 
-/* ------------------------------------------------------------------------
- * driver_sandbox.c: what lease_execute needs of a sandbox lease
- * ------------------------------------------------------------------------ */
-typedef struct PcrSandboxLease
-{
-	pg_uuid_t	lease_id;
-	pg_uuid_t	company_id;
-	pg_uuid_t	environment_id;
-	const char *provider;		/* environment_leases.provider (metadata.provider wins) */
-	const char *provider_lease_id;
-	Jsonb	   *metadata;		/* the lease's */
-	Jsonb	   *config;			/* its environment's, normalised */
-} PcrSandboxLease;
-
-/*
- * Run spec in the sandbox of a lease through its provider's execute entry
- * point, in a driver worker (the caller side of lease_execute's sandbox
- * path; env entries flagged in env_secret travel in secret ranges).  0A000
- * when the provider cannot execute (fake, ABI 1, no execute entry point) or
- * is not loaded; 58030 when the sandbox is gone or cannot run commands.
- */
-extern void PcrSandboxExecuteLease(const PcrSandboxLease *lease, const PcrExecSpec *spec,
-								   const bool *env_secret, PcrExecOutcome *outcome);
+/* The provider's "<provider>.execute" operation, or 0A000 when it has none. */
+extern const PcrIoOperation *PcrSandboxExecuteOperation(const PcrSandboxProvider *p);
 
 /* ------------------------------------------------------------------------
  * sandbox_inflight.c
@@ -182,9 +172,14 @@ extern void PcrSandboxSweepInit(bool preloading);	/* the reconciler steps */
 extern void PcrSandboxSweepAtCommit(void);
 
 /* ------------------------------------------------------------------------
- * sandbox_exec.c: the sandbox driver's exec_prepare and execute (driver.h)
+ * sandbox_exec.c: lease_execute on a sandbox lease
  * ------------------------------------------------------------------------ */
+
+/* The sandbox driver's exec_prepare and execute (driver.h): the caller side. */
 extern void PcrSandboxExecPrepare(const PcrExecLease *lease, PcrExecTarget *target);
 extern void PcrSandboxExecute(const PcrExecLease *lease, const PcrExecCall *call, PcrExecOutcome *outcome);
+
+/* The run function of every provider's "<provider>.execute" operation (worker side). */
+extern void PcrSandboxExecuteRun(PcrIoRequest *req, PcrIoResponse *resp);
 
 #endif							/* PCR_SANDBOX_H */

@@ -1,13 +1,17 @@
 /*
  * sandbox_exec.c — lease_execute on a sandbox lease
  *
- * The provider's execute entry point (provider ABI 2, pcr_provider.h) runs
- * the command in the lease's object, in a driver worker; the call goes
- * through the provider's "<provider>.execute" operation (sandbox_ops.c),
- * the values of secret variables in secret ranges of the request.  fake,
- * ABI 1 providers and providers without execute: 0A000.  The environment's
- * defaults are the config's timeoutMs and env (docs/providers.md); HOME and the base
- * of cwd is the lease's remoteCwd (the workspace as the sandbox sees it).
+ * The same path as every driver's (exec.h): the call goes through
+ * PcrExecInvoke to the provider's "<provider>.execute" operation, its driver
+ * part the lease's object (PcrSandboxWriteObject), the values of secret
+ * variables in secret ranges of the request; in the worker, PcrExecServe
+ * unpacks it and sandbox_executor calls the provider's execute entry point
+ * (provider ABI 2, pcr_provider.h) with the outcome's buffers pointing into
+ * the answer, so the command's output is written in place once.  fake, ABI
+ * 1 providers and providers without execute: 0A000.  The environment's
+ * defaults are the config's timeoutMs and env (docs/providers.md); HOME and
+ * the base of cwd is the lease's remoteCwd (the workspace as the sandbox
+ * sees it).
  */
 #include "pcr.h"
 #include "exec.h"
@@ -60,90 +64,60 @@ PcrSandboxExecPrepare(const PcrExecLease *lease, PcrExecTarget *target)
 		target->env = JsonbValueToJsonb(&v);
 }
 
-/* The lease's object, named after the id in its provider_lease_id ("sandbox://<p>/<id>"). */
-static void
-lease_object(const PcrSandboxProvider *p, const PcrExecLease *lease, PcrSandboxObject *obj)
-{
-	char	   *prefix = psprintf("sandbox://%s/", p->name);
-	pg_uuid_t	id;
-
-	if (lease->provider_lease_id == NULL ||
-		strncmp(lease->provider_lease_id, prefix, strlen(prefix)) != 0 ||
-		!PcrSandboxObjectNameParse(psprintf("pcr-%s-%s", PcrSandboxCluster(),
-											lease->provider_lease_id + strlen(prefix)),
-								   PcrSandboxCluster(), &id))
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_WRONG_STATE),
-				 errmsg("sandbox lease %s has no provider_lease_id of provider \"%s\"",
-						PcrUuidToCString(&lease->id), p->name)));
-	memset(obj, 0, sizeof(*obj));
-	obj->name = PcrSandboxObjectName(&id);
-	obj->cluster = PcrSandboxCluster();
-	obj->lease_id = lease->id;
-	obj->company_id = lease->company_id;
-	obj->environment_id = lease->environment_id;
-	obj->database_id = MyDatabaseId;
-	obj->reusable = memcmp(&id, &lease->id, sizeof(id)) != 0;
-	obj->config = p->validate(lease->config);
-	obj->metadata = lease->metadata;
-}
-
 void
 PcrSandboxExecute(const PcrExecLease *lease, const PcrExecCall *call, PcrExecOutcome *outcome)
 {
 	const PcrSandboxProvider *p = exec_provider(lease);
 	PcrSandboxObject obj;
-	PcrExecSpec spec;
-	char	  **env = palloc0(sizeof(char *) * (call->nvars + 1));
-	bool	   *secret = palloc0(sizeof(bool) * (call->nvars + 1));
-	Size		room = Max(call->max_output, 1);	/* the operation wants room for a byte */
+	StringInfoData head;
+	PcrExecInvokeArgs a;
 
-	lease_object(p, lease, &obj);
-	memset(&spec, 0, sizeof(spec));
-	spec.command = call->command;
-	spec.nargs = call->nargs;
-	spec.args = call->args;
-	for (int i = 0; i < call->nvars; i++)
-	{
-		const PcrExecVar *v = &call->vars[i];
-		Size		nlen = strlen(v->name);
+	if (!PcrSandboxLeaseObject(p, lease->provider_lease_id, &lease->id, &obj))
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_WRONG_STATE),
+				 errmsg("sandbox lease %s has no provider_lease_id of provider \"%s\"",
+						PcrUuidToCString(&lease->id), p->name)));
+	obj.company_id = lease->company_id;
+	obj.environment_id = lease->environment_id;
+	obj.database_id = MyDatabaseId;
+	obj.config = p->validate(lease->config);
+	obj.metadata = lease->metadata;
+	initStringInfo(&head);
+	PcrSandboxWriteObject(&head, p, &obj);
 
-		/* exactly sized: no copy of a secret left behind by a reallocation */
-		env[i] = palloc(nlen + 1 + v->len + 1);
-		memcpy(env[i], v->name, nlen);
-		env[i][nlen] = '=';
-		memcpy(env[i] + nlen + 1, v->value, v->len);
-		env[i][nlen + 1 + v->len] = '\0';
-		secret[i] = v->secret;
-	}
-	spec.nenv = call->nvars;
-	spec.env = (const char *const *) env;
-	spec.cwd = call->cwd;
-	spec.stdin_data = call->stdin_data;
-	spec.stdin_len = call->stdin_len;
-	spec.timeout_ms = call->timeout_ms;
-	spec.max_output = room;
+	memset(&a, 0, sizeof(a));
+	a.op = PcrSandboxExecuteOperation(p);
+	a.company_id = &lease->company_id;
+	a.driver_data = head.data;
+	a.driver_len = head.len;
+	a.target = obj.name;		/* the sandbox's start counts in the command's timeout */
+	PcrExecInvoke(call, &a, outcome);
+}
 
-	memset(outcome, 0, sizeof(*outcome));
-	outcome->out = palloc(room);
-	outcome->err = palloc(room);
-	PG_TRY();
-	{
-		PcrSandboxCallExecute(p, &obj, &spec, secret, outcome);
-	}
-	PG_FINALLY();
-	{
-		for (int i = 0; i < call->nvars; i++)
-			if (secret[i])
-				explicit_bzero(env[i], strlen(env[i]));
-	}
-	PG_END_TRY();
+/* The executor of "<provider>.execute" (PcrExecServe): the provider's entry point. */
+static void
+sandbox_executor(const PcrIoRequest *req, char *driver_data, Size driver_len, const PcrExecSpec *spec,
+				 PcrExecOutcome *outcome)
+{
+	PcrSandboxObject obj;
+	const PcrSandboxProvider *p = PcrSandboxReadObject(driver_data, driver_len, req->deadline, &obj);
+	PcrProviderResult res = {0};
+	PcrProviderStatus status;
 
-	if (call->max_output == 0)
-	{
-		outcome->out_truncated |= outcome->out_len > 0;
-		outcome->err_truncated |= outcome->err_len > 0;
-		outcome->out_len = outcome->err_len = 0;
-	}
-	PcrExecRaiseOutcome(outcome);
+	if (p->execute == NULL)
+		elog(ERROR, "sandbox provider \"%s\" has no execute entry point", p->name);
+	status = p->execute(&obj, spec, outcome, &res);
+	if (status != PCR_PROVIDER_OK)
+		ereport(ERROR,
+				(errcode(PCR_ERRCODE_REMOTE_IO),
+				 errmsg("the environment could not start the command"),
+				 errdetail("%s", res.message[0] ? res.message
+						   : status == PCR_PROVIDER_NOT_FOUND ? psprintf("Sandbox \"%s\" no longer exists.", obj.name)
+						   : "The provider gave no reason.")));
+}
+
+void
+PcrSandboxExecuteRun(PcrIoRequest *req, PcrIoResponse *resp)
+{
+	PcrExecServe(req, resp, sandbox_executor);
 }

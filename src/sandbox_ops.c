@@ -9,7 +9,9 @@
  * provider: the request names the provider (registry index and name), the
  * object and the arguments; the answer carries the provider's status, its
  * message and what the entry point produced.  A provider writes no pool
- * code.
+ * code.  Execute is the exception in its format: a call of lease_execute()
+ * like every driver's (exec.h), with this object head as its driver part
+ * (sandbox_exec.c).
  *
  * Wire format: a sequence of fields, each a uint32 length (PCR_WIRE_NULL
  * for NULL) and its bytes; integers travel as 8 bytes, jsonb as its whole
@@ -25,14 +27,10 @@
 
 #define PCR_WIRE_NULL 0xFFFFFFFFu
 
-/* the largest stream an execute may ask for (SPEC: execute_max_output at most 16 MiB) */
-#define PCR_SANDBOX_MAX_OUTPUT (16 * 1024 * 1024)
-
-/* an execute answer carries both streams; the rest are small */
-#define PCR_SANDBOX_MAX_REQUEST		(4 * 1024 * 1024)
+/* the object head (its config is at most PCR_CONFIG_MAX_BYTES); answers are small but a list */
+#define PCR_SANDBOX_MAX_REQUEST		(1024 * 1024)
 #define PCR_SANDBOX_MAX_SMALL		(64 * 1024)
 #define PCR_SANDBOX_MAX_LIST		(8 * 1024 * 1024)
-#define PCR_SANDBOX_MAX_EXECUTE		(2 * (Size) PCR_SANDBOX_MAX_OUTPUT + 65536)
 
 typedef enum PcrSandboxOp
 {
@@ -172,8 +170,8 @@ r_uuid(PcrWireReader *r, pg_uuid_t *u)
 }
 
 /* The head of every request: the provider, the cluster, then the object (if any). */
-static void
-w_head(StringInfo b, const PcrSandboxProvider *p, const PcrSandboxObject *obj)
+void
+PcrSandboxWriteObject(StringInfo b, const PcrSandboxProvider *p, const PcrSandboxObject *obj)
 {
 	w_int(b, PcrSandboxProviderIndex(p));
 	w_str(b, p->name);
@@ -192,7 +190,7 @@ w_head(StringInfo b, const PcrSandboxProvider *p, const PcrSandboxObject *obj)
 }
 
 static const PcrSandboxProvider *
-r_head(PcrWireReader *r, PcrIoRequest *req, PcrSandboxObject *obj)
+r_head(PcrWireReader *r, TimestampTz deadline, PcrSandboxObject *obj)
 {
 	int			index = (int) r_int(r);
 	char	   *name = r_str(r);
@@ -202,7 +200,7 @@ r_head(PcrWireReader *r, PcrIoRequest *req, PcrSandboxObject *obj)
 		elog(ERROR, "sandbox provider \"%s\" is not registered in this driver worker", name ? name : "?");
 	memset(obj, 0, sizeof(*obj));
 	obj->cluster = r_str(r);
-	obj->deadline = req->deadline;
+	obj->deadline = deadline;
 	if (r_int(r) == 0)
 		return p;
 	obj->name = r_str(r);
@@ -213,6 +211,17 @@ r_head(PcrWireReader *r, PcrIoRequest *req, PcrSandboxObject *obj)
 	obj->reusable = r_int(r) != 0;
 	obj->config = r_jsonb(r);
 	obj->metadata = r_jsonb(r);
+	return p;
+}
+
+const PcrSandboxProvider *
+PcrSandboxReadObject(const char *data, Size len, TimestampTz deadline, PcrSandboxObject *obj)
+{
+	PcrWireReader r = {data, len, 0};
+	const PcrSandboxProvider *p = r_head(&r, deadline, obj);
+
+	if (r.off != r.len)
+		elog(ERROR, "malformed sandbox provider message");
 	return p;
 }
 
@@ -250,7 +259,7 @@ probe_run(PcrIoRequest *req, PcrIoResponse *resp)
 {
 	PcrWireReader r = {req->data, req->len, 0};
 	PcrSandboxObject obj;
-	const PcrSandboxProvider *p = r_head(&r, req, &obj);
+	const PcrSandboxProvider *p = r_head(&r, req->deadline, &obj);
 	PcrProviderResult res = {0};
 	StringInfoData b;
 
@@ -270,7 +279,7 @@ acquire_run(PcrIoRequest *req, PcrIoResponse *resp)
 {
 	PcrWireReader r = {req->data, req->len, 0};
 	PcrSandboxObject obj;
-	const PcrSandboxProvider *p = r_head(&r, req, &obj);
+	const PcrSandboxProvider *p = r_head(&r, req->deadline, &obj);
 	int			slot = (int) r_int(&r);
 	uint32		generation = (uint32) r_int(&r);
 	PcrProviderResult res = {0};
@@ -317,7 +326,7 @@ destroy_run(PcrIoRequest *req, PcrIoResponse *resp)
 {
 	PcrWireReader r = {req->data, req->len, 0};
 	PcrSandboxObject obj;
-	const PcrSandboxProvider *p = r_head(&r, req, &obj);
+	const PcrSandboxProvider *p = r_head(&r, req->deadline, &obj);
 	bool		release = r_int(&r) != 0;
 	PcrProviderResult res = {0};
 	PcrProviderStatus status;
@@ -359,7 +368,7 @@ list_run(PcrIoRequest *req, PcrIoResponse *resp)
 {
 	PcrWireReader r = {req->data, req->len, 0};
 	PcrSandboxObject obj;
-	const PcrSandboxProvider *p = r_head(&r, req, &obj);
+	const PcrSandboxProvider *p = r_head(&r, req->deadline, &obj);
 	PcrOwnedList list = {0};
 	PcrProviderResult res = {0};
 	PcrProviderStatus status = p->list_owned(obj.cluster, &list, &res);
@@ -382,130 +391,17 @@ list_run(PcrIoRequest *req, PcrIoResponse *resp)
 }
 
 /* ------------------------------------------------------------------------
- * Execute: the spec and the outcome on the wire
- * ------------------------------------------------------------------------ */
-static void
-w_spec(StringInfo b, const PcrExecSpec *spec, const bool *env_secret, PcrIoRange *ranges, int *nranges)
-{
-	w_str(b, spec->command);
-	w_int(b, spec->nargs);
-	for (int i = 0; i < spec->nargs; i++)
-		w_str(b, spec->args[i]);
-	w_int(b, spec->nenv);
-	for (int i = 0; i < spec->nenv; i++)
-	{
-		Size		at = b->len + sizeof(uint32);
-
-		w_str(b, spec->env[i]);
-		if (env_secret != NULL && env_secret[i])
-		{
-			ranges[*nranges].offset = at;
-			ranges[*nranges].len = strlen(spec->env[i]);
-			(*nranges)++;
-		}
-	}
-	w_str(b, spec->cwd);
-	w_bytes(b, spec->stdin_data, spec->stdin_len);
-	w_int(b, spec->timeout_ms);
-	w_int(b, spec->max_output);
-}
-
-static void
-r_spec(PcrWireReader *r, PcrExecSpec *spec)
-{
-	const char **args;
-	const char **env;
-
-	memset(spec, 0, sizeof(*spec));
-	spec->command = r_str(r);
-	spec->nargs = (int) r_int(r);
-	if (spec->nargs < 0 || spec->nargs > (int) (r->len / sizeof(uint32)))
-		elog(ERROR, "malformed sandbox provider message");
-	args = palloc0(sizeof(char *) * (spec->nargs + 1));
-	for (int i = 0; i < spec->nargs; i++)
-		args[i] = r_str(r);
-	spec->args = args;
-	spec->nenv = (int) r_int(r);
-	if (spec->nenv < 0 || spec->nenv > (int) (r->len / sizeof(uint32)))
-		elog(ERROR, "malformed sandbox provider message");
-	env = palloc0(sizeof(char *) * (spec->nenv + 1));
-	for (int i = 0; i < spec->nenv; i++)
-		env[i] = r_str(r);
-	spec->env = env;
-	spec->cwd = r_str(r);
-	spec->stdin_data = r_bytes(r, &spec->stdin_len);
-	spec->timeout_ms = (int) r_int(r);
-	spec->max_output = (Size) r_int(r);
-	if (spec->command == NULL || spec->cwd == NULL || spec->timeout_ms <= 0 ||
-		spec->max_output == 0 || spec->max_output > PCR_SANDBOX_MAX_OUTPUT)
-		elog(ERROR, "malformed sandbox provider message");
-}
-
-/* Wipe what a spec carried: its environment may hold resolved secrets. */
-static void
-wipe_spec(PcrExecSpec *spec)
-{
-	for (int i = 0; i < spec->nenv; i++)
-		if (spec->env[i] != NULL)
-			explicit_bzero((char *) spec->env[i], strlen(spec->env[i]));
-}
-
-static void
-execute_run(PcrIoRequest *req, PcrIoResponse *resp)
-{
-	PcrWireReader r = {req->data, req->len, 0};
-	PcrSandboxObject obj;
-	const PcrSandboxProvider *p = r_head(&r, req, &obj);
-	PcrExecSpec spec;
-	PcrExecOutcome o;
-	PcrProviderResult res = {0};
-	volatile PcrProviderStatus status;
-	StringInfoData b;
-
-	r_spec(&r, &spec);
-	memset(&o, 0, sizeof(o));
-	o.out = palloc(spec.max_output);
-	o.err = palloc(spec.max_output);
-	PG_TRY();
-	{
-		status = p->execute(&obj, &spec, &o, &res);
-	}
-	PG_CATCH();
-	{
-		wipe_spec(&spec);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	wipe_spec(&spec);
-
-	initStringInfo(&b);
-	w_result(&b, status, &res);
-	w_int(&b, o.started);
-	w_int(&b, o.transport_lost);
-	w_str(&b, o.message);
-	w_int(&b, o.exited);
-	w_int(&b, o.exit_code);
-	w_int(&b, o.signal);
-	w_int(&b, o.timed_out);
-	w_int(&b, o.duration_ms);
-	w_bytes(&b, o.out, Min(o.out_len, spec.max_output));
-	w_int(&b, o.out_truncated);
-	w_bytes(&b, o.err, Min(o.err_len, spec.max_output));
-	w_int(&b, o.err_truncated);
-	reply(resp, &b);
-}
-
-/* ------------------------------------------------------------------------
  * Registration
  * ------------------------------------------------------------------------ */
 static void
-add_op(PcrProviderOps *po, PcrSandboxOp op, bool present, PcrIoRunFunc run, Size max_response)
+add_op(PcrProviderOps *po, PcrSandboxOp op, bool present, PcrIoRunFunc run, Size max_request,
+	   Size max_response)
 {
 	po->index[op] = -1;
 	if (!present)
 		return;
 	po->ops[op].name = psprintf("%s.%s", po->provider->name, op_suffix[op]);
-	po->ops[op].max_request = PCR_SANDBOX_MAX_REQUEST;
+	po->ops[op].max_request = max_request;
 	po->ops[op].max_response = max_response;
 	po->ops[op].run = run;
 	po->index[op] = po->backend.nops;
@@ -523,11 +419,13 @@ PcrSandboxRegisterOperations(const PcrSandboxProvider *p)
 	po->backend.abi_version = PCR_IO_ABI_VERSION;
 	po->backend.name = pstrdup(p->name);
 	po->backend.ops = po->list;
-	add_op(po, OP_PROBE, p->probe != NULL, probe_run, PCR_SANDBOX_MAX_SMALL);
-	add_op(po, OP_ACQUIRE, p->create != NULL, acquire_run, PCR_SANDBOX_MAX_SMALL);
-	add_op(po, OP_DESTROY, p->destroy != NULL, destroy_run, PCR_SANDBOX_MAX_SMALL);
-	add_op(po, OP_LIST, p->list_owned != NULL, list_run, PCR_SANDBOX_MAX_LIST);
-	add_op(po, OP_EXECUTE, p->execute != NULL, execute_run, PCR_SANDBOX_MAX_EXECUTE);
+	add_op(po, OP_PROBE, p->probe != NULL, probe_run, PCR_SANDBOX_MAX_REQUEST, PCR_SANDBOX_MAX_SMALL);
+	add_op(po, OP_ACQUIRE, p->create != NULL, acquire_run, PCR_SANDBOX_MAX_REQUEST, PCR_SANDBOX_MAX_SMALL);
+	add_op(po, OP_DESTROY, p->destroy != NULL, destroy_run, PCR_SANDBOX_MAX_REQUEST, PCR_SANDBOX_MAX_SMALL);
+	add_op(po, OP_LIST, p->list_owned != NULL, list_run, PCR_SANDBOX_MAX_REQUEST, PCR_SANDBOX_MAX_LIST);
+	/* a lease_execute() call like every driver's (exec.h), the object head its driver part */
+	add_op(po, OP_EXECUTE, p->execute != NULL, PcrSandboxExecuteRun,
+		   PCR_EXEC_REQUEST_MAX(PCR_SANDBOX_MAX_REQUEST), PCR_EXEC_RESPONSE_MAX);
 	MemoryContextSwitchTo(old);
 	if (index < 0 || index >= lengthof(provider_ops))
 		elog(ERROR, "sandbox provider \"%s\" has no registry slot", p->name);
@@ -548,13 +446,18 @@ operation_of(const PcrSandboxProvider *p, PcrSandboxOp op)
 	return &po->ops[op];
 }
 
+const PcrIoOperation *
+PcrSandboxExecuteOperation(const PcrSandboxProvider *p)
+{
+	return operation_of(p, OP_EXECUTE);
+}
+
 /* ------------------------------------------------------------------------
  * Caller side
  * ------------------------------------------------------------------------ */
 static void
 invoke(const PcrSandboxProvider *p, PcrSandboxOp op, const PcrSandboxObject *obj, StringInfo request,
-	   const PcrIoRange *secrets, int nsecrets, Size response_max, TimestampTz deadline,
-	   PcrWireReader *answer)
+	   Size response_max, PcrWireReader *answer)
 {
 	PcrIoCall	call = {0};
 	PcrIoResult result;
@@ -563,10 +466,7 @@ invoke(const PcrSandboxProvider *p, PcrSandboxOp op, const PcrSandboxObject *obj
 	call.company_id = obj ? &obj->company_id : NULL;
 	call.request = request->data;
 	call.request_len = request->len;
-	call.secrets = secrets;
-	call.nsecrets = nsecrets;
 	call.response_max = response_max;
-	call.deadline = deadline;
 	call.target = obj && obj->name ? obj->name : p->name;
 	PcrIoInvoke(&call, &result);
 	answer->data = result.data;
@@ -582,10 +482,10 @@ PcrSandboxCallAcquire(const PcrSandboxProvider *p, const PcrSandboxObject *obj, 
 	PcrWireReader r;
 
 	initStringInfo(&b);
-	w_head(&b, p, obj);
+	PcrSandboxWriteObject(&b, p, obj);
 	w_int(&b, slot);
 	w_int(&b, generation);
-	invoke(p, OP_ACQUIRE, obj, &b, NULL, 0, PCR_SANDBOX_MAX_SMALL, 0, &r);
+	invoke(p, OP_ACQUIRE, obj, &b, PCR_SANDBOX_MAX_SMALL, &r);
 	out->status = r_result(&r, out->message);
 	out->resumed = r_int(&r) != 0;
 	out->metadata = r_jsonb(&r);
@@ -599,9 +499,9 @@ PcrSandboxCallTeardown(const PcrSandboxProvider *p, const PcrSandboxObject *obj,
 	PcrWireReader r;
 
 	initStringInfo(&b);
-	w_head(&b, p, obj);
+	PcrSandboxWriteObject(&b, p, obj);
 	w_int(&b, release);
-	invoke(p, OP_DESTROY, obj, &b, NULL, 0, PCR_SANDBOX_MAX_SMALL, 0, &r);
+	invoke(p, OP_DESTROY, obj, &b, PCR_SANDBOX_MAX_SMALL, &r);
 	return r_result(&r, message);
 }
 
@@ -612,8 +512,8 @@ PcrSandboxCallProbe(const PcrSandboxProvider *p, const PcrSandboxObject *obj, ch
 	PcrWireReader r;
 
 	initStringInfo(&b);
-	w_head(&b, p, obj);
-	invoke(p, OP_PROBE, obj, &b, NULL, 0, PCR_SANDBOX_MAX_SMALL, 0, &r);
+	PcrSandboxWriteObject(&b, p, obj);
+	invoke(p, OP_PROBE, obj, &b, PCR_SANDBOX_MAX_SMALL, &r);
 	return r_result(&r, message);
 }
 
@@ -625,8 +525,8 @@ PcrSandboxCallListOwned(const PcrSandboxProvider *p, PcrOwnedObject **objects, i
 	PcrProviderStatus status;
 
 	initStringInfo(&b);
-	w_head(&b, p, NULL);
-	invoke(p, OP_LIST, NULL, &b, NULL, 0, PCR_SANDBOX_MAX_LIST, 0, &r);
+	PcrSandboxWriteObject(&b, p, NULL);
+	invoke(p, OP_LIST, NULL, &b, PCR_SANDBOX_MAX_LIST, &r);
 	status = r_result(&r, message);
 	*n = (int) r_int(&r);
 	if (*n < 0 || *n > (int) (r.len / 8))
@@ -645,56 +545,4 @@ PcrSandboxCallListOwned(const PcrSandboxProvider *p, PcrOwnedObject **objects, i
 		(*objects)[i].created_at = (TimestampTz) r_int(&r);
 	}
 	return status;
-}
-
-/* Copy a stream of the answer into the caller's buffer (at most max bytes). */
-static void
-r_stream(PcrWireReader *r, char *buf, Size max, Size *len)
-{
-	char	   *p = r_bytes(r, len);
-
-	*len = p ? Min(*len, max) : 0;
-	if (*len > 0)
-		memcpy(buf, p, *len);
-}
-
-void
-PcrSandboxCallExecute(const PcrSandboxProvider *p, const PcrSandboxObject *obj, const PcrExecSpec *spec,
-					  const bool *env_secret, PcrExecOutcome *o)
-{
-	StringInfoData b;
-	PcrWireReader r;
-	PcrIoRange *ranges = palloc0(sizeof(PcrIoRange) * Max(spec->nenv, 1));
-	int			nranges = 0;
-	PcrProviderStatus status;
-	char		message[PCR_PROVIDER_MESSAGE_MAX];
-	char	   *m;
-
-	initStringInfo(&b);
-	w_head(&b, p, obj);
-	w_spec(&b, spec, env_secret, ranges, &nranges);
-	invoke(p, OP_EXECUTE, obj, &b, ranges, nranges, 2 * spec->max_output + 8192,
-		   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-									   (int64) spec->timeout_ms + PCR_EXEC_KILL_GRACE_MS + 10000),
-		   &r);
-	status = r_result(&r, message);
-	if (status != PCR_PROVIDER_OK)
-		ereport(ERROR,
-				(errcode(PCR_ERRCODE_REMOTE_IO),
-				 errmsg("the environment could not start the command"),
-				 errdetail("%s", status == PCR_PROVIDER_NOT_FOUND && message[0] == '\0'
-						   ? psprintf("Sandbox \"%s\" no longer exists.", obj->name) : message)));
-	o->started = r_int(&r) != 0;
-	o->transport_lost = r_int(&r) != 0;
-	m = r_str(&r);
-	strlcpy(o->message, m ? m : "", sizeof(o->message));
-	o->exited = r_int(&r) != 0;
-	o->exit_code = (int) r_int(&r);
-	o->signal = (int) r_int(&r);
-	o->timed_out = r_int(&r) != 0;
-	o->duration_ms = (int) r_int(&r);
-	r_stream(&r, o->out, spec->max_output, &o->out_len);
-	o->out_truncated = r_int(&r) != 0;
-	r_stream(&r, o->err, spec->max_output, &o->err_len);
-	o->err_truncated = r_int(&r) != 0;
 }

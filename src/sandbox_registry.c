@@ -210,6 +210,26 @@ PcrSandboxObjectNameParse(const char *name, const char *cluster, pg_uuid_t *id)
 	return true;
 }
 
+bool
+PcrSandboxLeaseObject(const PcrSandboxProvider *p, const char *provider_lease_id,
+					  const pg_uuid_t *lease_id, PcrSandboxObject *obj)
+{
+	char	   *prefix = psprintf("sandbox://%s/", p->name);
+	pg_uuid_t	id;
+
+	if (provider_lease_id == NULL || strncmp(provider_lease_id, prefix, strlen(prefix)) != 0 ||
+		!PcrSandboxObjectNameParse(psprintf("pcr-%s-%s", PcrSandboxCluster(),
+											provider_lease_id + strlen(prefix)),
+								   PcrSandboxCluster(), &id))
+		return false;
+	memset(obj, 0, sizeof(*obj));
+	obj->name = PcrSandboxObjectName(&id);
+	obj->cluster = PcrSandboxCluster();
+	obj->lease_id = *lease_id;
+	obj->reusable = memcmp(&id, lease_id, sizeof(id)) != 0;
+	return true;
+}
+
 /* ------------------------------------------------------------------------
  * Helpers of pcr_provider.h
  * ------------------------------------------------------------------------ */

@@ -34,12 +34,12 @@ PcrExecutePlanQuietly(SPIPlanPtr plan, Datum *values, const char *nulls, bool re
 	return r.rc;
 }
 
-SPIPlanPtr
-PcrKeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 		if (p == NULL)
 			elog(ERROR, "could not prepare a paperclip query: %s", SPI_result_code_string(SPI_result));
@@ -47,6 +47,18 @@ PcrKeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 		*slot = p;
 	}
 	return *slot;
+}
+
+SPIPlanPtr
+PcrKeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	return keep_plan(slot, sql, nargs, argtypes, 0);
+}
+
+SPIPlanPtr
+PcrKeepGenericPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	return keep_plan(slot, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 }
 
 int

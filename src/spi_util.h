@@ -20,6 +20,14 @@ extern int	PcrExecutePlanQuietly(SPIPlanPtr plan, Datum *values, const char *nul
 /* Prepare sql once per backend into *slot (SPI_keepplan) and return it. */
 extern SPIPlanPtr PcrKeepPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 
+/*
+ * PcrKeepPlan, always with the generic plan: planned once (again only when
+ * a table or an index changes), never per parameter value, so never
+ * re-planned for each call of a statement whose custom plans look cheaper
+ * (an array of ids).
+ */
+extern SPIPlanPtr PcrKeepGenericPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
+
 /* PcrKeepPlan, then PcrExecutePlanQuietly. */
 extern int	PcrRunKeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 						   Datum *values, const char *nulls, bool read_only, long limit);

@@ -739,24 +739,25 @@ session_for_command(PcrSshRequest *req)
 	return c;
 }
 
+/* The executor of "ssh.execute" (PcrExecServe) */
+static void
+ssh_executor(const PcrIoRequest *io, char *driver_data, Size driver_len, const PcrExecSpec *spec,
+			 PcrExecOutcome *outcome)
+{
+	PcrSshRequest req;
+	SshConn    *c;
+
+	memset(&req, 0, sizeof(req));
+	PcrSshUnpack(driver_data, driver_len, &req);
+	c = session_for_command(&req);
+	PcrSshRunCommand(c, spec, req.connect_timeout_ms, outcome);
+	PcrSshDone(c);
+}
+
 static void
 run_execute(PcrIoRequest *io, PcrIoResponse *resp)
 {
-	PcrExecSpec spec;
-	PcrExecOutcome outcome;
-	PcrSshRequest req;
-	char	   *driver_data;
-	Size		driver_len;
-	SshConn    *c;
-
-	PcrExecUnpack(io, &spec, &driver_data, &driver_len);
-	memset(&req, 0, sizeof(req));
-	PcrSshUnpack(driver_data, driver_len, &req);
-	PcrExecReplyBegin(resp, &spec, &outcome);
-	c = session_for_command(&req);
-	PcrSshRunCommand(c, &spec, req.connect_timeout_ms, &outcome);
-	PcrSshDone(c);
-	PcrExecReplyEnd(resp, &outcome);
+	PcrExecServe(io, resp, ssh_executor);
 }
 
 const PcrIoOperation pcr_ssh_op_execute = {

@@ -11,7 +11,8 @@
  * variables of --setenv, which may hold resolved secrets, are in no argv
  * that /proc shows — : --unshare-all (--share-net only for network
  * "host"), --die-with-parent, --new-session, --cap-drop ALL, --clearenv
- * and a --setenv per variable; a root of the host's /usr (read-only, the
+ * and a --setenv per variable (PWD as PAPERCLIP_EXEC_PWD: bwrap sets PWD
+ * itself, the exec helper puts the caller's back or takes bwrap's out); a root of the host's /usr (read-only, the
  * usual /bin, /lib... links, a minimal /etc) or of the image's top-level
  * entries (read-only); private /proc, /dev and /tmp; the workspace at
  * /workspace; the exec helper at /.paperclip_exec; the server's data
@@ -189,6 +190,38 @@ mask_server_files(StringInfo b, const char *image)
 	}
 }
 
+/*
+ * The command's environment, last: the room for it is made first, so that
+ * no reallocation leaves a copy of a secret value in freed memory (the
+ * caller zeroes the one buffer).
+ */
+static void
+set_environment(StringInfo b, const PcrExecSpec *spec)
+{
+	Size		room = sizeof("--clearenv");
+
+	for (int i = 0; i < spec->nenv; i++)
+		room += sizeof("--setenv") + sizeof("PAPERCLIP_EXEC_PWD") + strlen(spec->env[i]) + 1;
+	enlargeStringInfo(b, (int) room);
+	opt(b, "--clearenv");
+	for (int i = 0; i < spec->nenv; i++)
+	{
+		const char *eq = strchr(spec->env[i], '=');
+
+		if (eq == NULL || eq == spec->env[i])
+			continue;
+		opt(b, "--setenv");
+		if (eq - spec->env[i] == 3 && strncmp(spec->env[i], "PWD", 3) == 0)
+			opt(b, "PAPERCLIP_EXEC_PWD");	/* the helper sets it (bwrap sets its own) */
+		else
+		{
+			appendBinaryStringInfo(b, spec->env[i], eq - spec->env[i]);
+			appendStringInfoChar(b, '\0');
+		}
+		opt(b, eq + 1);
+	}
+}
+
 /* The options of one sandbox (the --args file); NULL or why it cannot be built. */
 static const char *
 sandbox_options(StringInfo b, Jsonb *config, Jsonb *metadata, const char *workspace, const PcrExecSpec *spec)
@@ -210,18 +243,6 @@ sandbox_options(StringInfo b, Jsonb *config, Jsonb *metadata, const char *worksp
 	opt(b, "--new-session");
 	opt2(b, "--cap-drop", "ALL");
 	opt2(b, "--hostname", "sandbox");
-	opt(b, "--clearenv");
-	for (int i = 0; i < spec->nenv; i++)
-	{
-		const char *eq = strchr(spec->env[i], '=');
-
-		if (eq == NULL || eq == spec->env[i])
-			continue;
-		opt(b, "--setenv");
-		appendBinaryStringInfo(b, spec->env[i], eq - spec->env[i]);
-		appendStringInfoChar(b, '\0');
-		opt(b, eq + 1);
-	}
 	if (strcmp(image, "host") == 0)
 		host_root(b, network != NULL && strcmp(network, "host") == 0);
 	else if ((problem = image_root(b, image)) != NULL)
@@ -237,6 +258,7 @@ sandbox_options(StringInfo b, Jsonb *config, Jsonb *metadata, const char *worksp
 	opt2(b, "--chdir", workspace == NULL ? "/"
 		 : spec->cwd && spec->cwd[0] ? psprintf("%s/%s", BWRAP_WORKSPACE, spec->cwd) : BWRAP_WORKSPACE);
 	opt2(b, "--json-status-fd", "3");
+	set_environment(b, spec);
 	return NULL;
 }
 

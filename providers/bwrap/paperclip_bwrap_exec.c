@@ -16,6 +16,11 @@
  *     signaled <signo>  a signal killed it
  * then exits as a shell would (127, <code>, 128 + <signo>).
  *
+ * bwrap puts PWD in the environment when it changes directory; the
+ * command's environment is exactly the caller's, so the helper takes it out
+ * again, or sets the caller's own PWD, which bwrap_run.c passes as
+ * PAPERCLIP_EXEC_PWD (bwrap would overwrite a PWD of --setenv).
+ *
  * The helper ignores the terminating signals a timeout sends the sandbox's
  * process group (its child gets them, with default dispositions), so it
  * lives to report; SIGKILL ends it like everything else in the sandbox.
@@ -84,6 +89,17 @@ main(int argc, char **argv)
 		perror("paperclip_bwrap_exec: pipe");
 		return 127;
 	}
+	if (getenv("PAPERCLIP_EXEC_PWD") != NULL)
+	{
+		if (setenv("PWD", getenv("PAPERCLIP_EXEC_PWD"), 1) != 0)
+		{
+			perror("paperclip_bwrap_exec: setenv");
+			return 127;
+		}
+		unsetenv("PAPERCLIP_EXEC_PWD");
+	}
+	else
+		unsetenv("PWD");
 	set_signals(SIG_IGN);
 	pid = fork();
 	if (pid < 0)

@@ -8,9 +8,31 @@
 #   bwrap_procs                 how many processes hold a mount of the sandbox root (sandboxes alive)
 #   wait_objects SECS WANT      poll until objects prints WANT (SECS: wait_secs, tap.sh)
 #   object_of LEASE_ID|ENV_ID   pcr-<cluster>-<id>
-#   bexec LEASE CMD [ARGS]      run a command in a lease's sandbox through the provider's execute
-#                               (pcr_bwrap_test_lease_exec(): the whole caller side, through the pool)
+#   bexec LEASE CMD [ARGS]      run a command in a lease's sandbox, calling the provider's execute
+#                               directly in a driver worker (pcr_bwrap_test_exec())
 #   psqlv SQL...                "SQLSTATE: message" of the error, or "no error"
+#   bwrap_skip_unless_usable    plan one skipped test and exit 0 when bubblewrap is not
+#                               installed, or when the kernel refuses it the namespaces
+#                               it needs (a chroot, a container without unprivileged
+#                               user namespaces); any other failure of bwrap is left to
+#                               the tests to see
+
+bwrap_skip_unless_usable() {
+  local out
+  if ! command -v bwrap >/dev/null 2>&1; then
+    tap_skip_all "bubblewrap is not installed"
+    exit 0
+  fi
+  # what the provider runs, reduced: new namespaces of every kind, as the
+  # server's user (bwrap's messages: "No permissions to create new namespace",
+  # "Creating new namespace failed")
+  out=$(pcr_as_pg bwrap --unshare-all --die-with-parent --ro-bind / / true 2>&1) && return 0
+  case $out in
+    *"create new namespace"* | *"new namespace failed"*)
+      tap_skip_all "bwrap cannot create namespaces here (${out%%,*})"
+      exit 0 ;;
+  esac
+}
 
 bwrap_fixtures() {
   local mod rc=0
@@ -39,11 +61,6 @@ bwrap_db() {
          cwd text, stdin text, timeout_ms int, max_output int, config jsonb DEFAULT '{}',
          OUT status int, OUT message text, OUT started bool, OUT exit_code int, OUT sig int,
          OUT timed_out bool, OUT stdout text, OUT stderr text, OUT duration_ms int)
-       AS 'pcr_bwrap_test' LANGUAGE C" >/dev/null
-  sql "CREATE FUNCTION pcr_bwrap_test_lease_exec(lease uuid, command text, args text[], env text[],
-         env_secret boolean[], cwd text, stdin text, timeout_ms int, max_output int,
-         OUT started bool, OUT exit_code int, OUT sig int, OUT timed_out bool, OUT stdout text,
-         OUT stderr text, OUT message text)
        AS 'pcr_bwrap_test' LANGUAGE C" >/dev/null
   CLUSTER_ID=$(sql "SELECT lpad(to_hex(system_identifier), 16, '0') FROM pg_control_system()")
 }

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/recon.sh
 . test/lib/bwrap.sh
 
+bwrap_skip_unless_usable
 tap_plan 41
 bwrap_fixtures
 # a bwrap that takes its time: acquisitions stay in create long enough to be interrupted

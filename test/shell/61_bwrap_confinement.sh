@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # 61_bwrap_confinement — what a command in a bwrap sandbox can see and do,
-# through the provider's execute entry point (test/fixtures/bwrap_test; the
-# same checks go through paperclip.lease_execute() where it exists): a
+# through the provider's execute entry point (test/fixtures/bwrap_test) and
+# through paperclip.lease_execute() (the core's path of every driver): a
 # read-only root of the host's /usr or of an image directory, no /etc/shadow,
 # data directory, master key file or server environment, private /proc,
 # /dev and /tmp, loopback only unless network "host", no capabilities, the
@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 . test/lib/recon.sh
 . test/lib/bwrap.sh
 
+bwrap_skip_unless_usable
 tap_plan 38
 bwrap_fixtures
 KEY=$PCR_WORK/k61.key
@@ -40,7 +41,7 @@ tap_like "$(sh_in "$L" "cat $KEY")" "No such file or directory" "the master key 
 tap_is "$(sh_in "$L" 'ls / | grep -E "^(home|root|var|srv|opt|mnt|run|boot)$"')" "1||" \
   "none of the host's other top-level directories is there"
 tap_is "$(sh_in "$L" 'env | cut -d= -f1 | sort | xargs')" "0|HOME PATH PWD
-|" "the environment is exactly the spec's (and bwrap's PWD): nothing of the server's"
+|" "the environment is exactly the spec's (and the PWD sh exports): nothing of the server's"
 tap_is "$(sh_in "$L" 'grep -c PCR_PLANTED /proc/1/environ /proc/self/environ; true')" "0|/proc/1/environ:0
 /proc/self/environ:0
 |" "the planted server variable is nowhere in the sandbox"
@@ -71,19 +72,20 @@ LS=$(acquire b3 f3)
 tap_like "$(sh_in "$LS" 'grep "Max address space" /proc/self/limits')" "134217728 +134217728" \
   "memoryLimitMb: the address-space limit of every command"
 
-# ---------------------------------------------------------------- the whole caller side, through the pool
-r=$(sql "SELECT started || '|' || exit_code || '|' || stdout FROM pcr_bwrap_test_lease_exec('$L', 'sh',
+# ---------------------------------------------------------------- the whole way: lease_execute, the pool, the provider
+SID=$(sql "SELECT id FROM paperclip.secret_create('00000000-0000-0000-0000-0000000000c1', 'token 61', 's3cr3t-value')")
+r=$(sql "SELECT coalesce(exit_code::text, 'null') || '|' || stdout FROM paperclip.lease_execute('$L', 'sh',
            array['-c', 'echo \$TOKEN; tr \"\\0\" \" \" < /proc/1/cmdline | grep -c s3cr3t-valu[e]; true'],
-           array['PATH=/usr/bin:/bin', 'TOKEN=s3cr3t-value'], array[false, true], '', NULL, 10000, 4096)")
-tap_is "$r" "true|0|s3cr3t-value
-0" "through the pool: a secret variable reaches the command, and no argv of the sandbox shows it"
-tap_is "$(sql "SELECT stdout FROM pcr_bwrap_test_lease_exec('$L', 'cat', NULL, array['PATH=/usr/bin:/bin'],
-                 NULL, '', 'fed through the pool', 10000, 4096)")" "fed through the pool" "through the pool: stdin"
-tap_is "$(sql "SELECT length(stdout) || ' ' || exit_code FROM pcr_bwrap_test_lease_exec('$L', 'sh',
-                 array['-c', 'yes | head -c 5000000'], array['PATH=/usr/bin:/bin'], NULL, '', NULL, 30000, 1000)")" \
-  "1000 0" "through the pool: output past the cap is drained, the command exits"
+           env => '{\"TOKEN\": {\"type\": \"secret_ref\", \"secretId\": \"$SID\"}}')")
+tap_is "$r" "0|s3cr3t-value
+0" "through lease_execute: a secret variable reaches the command, and no argv of the sandbox shows it"
+tap_is "$(sql "SELECT stdout FROM paperclip.lease_execute('$L', 'cat', stdin => 'fed through the pool')")" \
+  "fed through the pool" "through lease_execute: stdin"
+tap_is "$(sql "SELECT length(stdout) || ' ' || exit_code || ' ' || stdout_truncated FROM paperclip.lease_execute('$L', 'sh',
+                 array['-c', 'yes | head -c 5000000'], max_output_bytes => 1000)")" \
+  "1000 0 true" "through lease_execute: output past the cap is drained, the command exits"
 LF=$(acquire e2 f3)
-tap_is "$(psqlv -c "SELECT * FROM pcr_bwrap_test_lease_exec('$LF', 'true', NULL, NULL, NULL, '', NULL, 1000, 100)")" \
+tap_is "$(psqlv -c "SELECT * FROM paperclip.lease_execute('$LF', 'true')")" \
   '0A000: sandbox provider "fake" cannot execute commands' "a fake lease cannot execute (0A000)"
 
 # ---------------------------------------------------------------- results
@@ -104,8 +106,11 @@ tap_is "$(stat -c %F "$SROOT/$(object_of "$L")/to-pgdata")" "symbolic link" "the
 release f1
 wait_cleanup "$L" success
 tap_ok $? "the workspace with links, a locked directory and a 300-deep tree is destroyed"
-tap_like "$(psqlv -c "SELECT * FROM pcr_bwrap_test_lease_exec('$L', 'true', NULL, NULL, NULL, '', NULL, 1000, 100)")" \
-  '^58030: the environment could not start the command' "a command in a destroyed sandbox: 58030"
+LG=$(acquire e5 f1)
+rm -rf "${SROOT:?}/$(object_of "$LG")"
+tap_like "$(psqlv -c "SELECT * FROM paperclip.lease_execute('$LG', 'true')")" \
+  '^58030: the environment could not start the command' "a command in a sandbox that is gone (its lease active): 58030"
+release f1
 tap_is "$(cat "$CANARY/f" 2>&1)" "alive" "...the canary the links pointed at is intact"
 tap_ok "$( [ -f "$RDATA/PG_VERSION" ] && [ -f "$RDATA/postgresql.conf" ]; echo $? )" "...and so is the data directory"
 

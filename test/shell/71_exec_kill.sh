@@ -5,7 +5,7 @@
 # and a client killed mid-command kill the remote command; a driver worker
 # SIGKILLed mid-command (the postmaster then reinitialises everything) leaves the
 # caller with an error and no process behind, on ssh (the remote watchdog) and
-# on the local host (the parent-death signal).  Process counts before and after.
+# on the local host (the supervisor kills the command's group).  Process counts before and after.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/tap.sh
@@ -167,18 +167,17 @@ server_up
 tap_ok $? "the server and its driver workers are back"
 tap_is "$(sql -c "SELECT exit_code FROM paperclip.lease_execute('$L', 'true')")" 0 "the lease runs commands again"
 
-# (a local command's own children would outlive a SIGKILLed worker: only the direct
-# child gets the parent-death signal; docs/execute.md says so)
-psql -X -Atq -d "$DB" -c "SELECT * FROM paperclip.lease_execute('$LOCAL', 'sh', ARRAY['-c', 'exec sleep 6107'])" >"$LAB/wk2.out" 2>&1 &
+# a local command that started a child of its own: the supervisor kills its group
+psql -X -Atq -d "$DB" -c "SELECT * FROM paperclip.lease_execute('$LOCAL', 'sh', ARRAY['-c', 'sleep 6107 & sleep 6108'])" >"$LAB/wk2.out" 2>&1 &
 bg=$!
-wait_started "sleep 6107"
+wait_started "sleep 6107" && wait_started "sleep 6108"
 WPID=$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paperclip driver' AND state = 'active' AND query = 'local.execute' LIMIT 1")
 tap_like "$WPID" "^[0-9]+$" "a driver worker runs the local command"
 kill -9 "$WPID"
 wait "$bg"
 tap_ok $([ $? -ne 0 ]; echo $?) "that worker SIGKILLed mid-command: the caller gets an error"
-wait_none "sleep 6107"
-tap_ok $? "... and the local command is gone (parent-death signal)"
+wait_none "sleep 610[78]"
+tap_ok $? "... and the local command and its child are gone (its supervisor killed their group)"
 server_up
 tap_ok $? "the server is back again"
 wait_wrappers_gone

@@ -2,7 +2,7 @@
 \i test/setup.sql
 BEGIN;
 \i test/fixtures/seed.sql
-SELECT plan(62);
+SELECT plan(49);
 
 -- ---------------------------------------------------------------- local
 CREATE TEMP TABLE l_local AS
@@ -114,53 +114,6 @@ SELECT is((SELECT count(*)::int FROM paperclip.release_run_leases('00000000-0000
 SELECT ok((SELECT NOT (metadata ? 'resumedLease') FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
               '00000000-0000-0000-0000-0000000000e3', '00000000-0000-0000-0000-0000000000f1')),
           'reuse: a different image is not resumed');
-
--- ------------------------------------ bwrap: a provider library of ABI 2
--- (a workspace is made by a driver worker before the row is written; this
--- file's ROLLBACK leaves the reconciler to destroy it: test/shell/99_leftovers)
-CREATE TEMP TABLE l_bwrap AS
-  SELECT * FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
-                                            '00000000-0000-0000-0000-0000000000e5',
-                                            '00000000-0000-0000-0000-0000000000f2');
-SELECT is((SELECT provider FROM l_bwrap), 'bwrap', 'bwrap: provider is bwrap');
-SELECT is((SELECT lease_policy FROM l_bwrap), 'ephemeral', 'bwrap: lease policy is ephemeral without reuseLease');
-SELECT is((SELECT provider_lease_id FROM l_bwrap), (SELECT 'sandbox://bwrap/' || id FROM l_bwrap),
-          'bwrap: provider_lease_id is sandbox://bwrap/<lease id>: the object is named after the lease');
-SELECT is((SELECT metadata FROM l_bwrap),
-          '{"driver": "sandbox", "executionWorkspaceMode": null, "provider": "bwrap", "image": "host", "reuseLease": false, "network": "none", "remoteCwd": "/workspace"}'::jsonb,
-          'bwrap: metadata has driver, mode, provider, image, reuseLease, network, remoteCwd');
-SELECT results_eq(
-  $$SELECT id, status, cleanup_status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000000f2')$$,
-  $$SELECT id, 'released'::text, 'pending'::text FROM l_bwrap$$,
-  'bwrap: release leaves the destroy of the workspace pending for the reconciler');
-CREATE TEMP TABLE l_breuse AS
-  SELECT * FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
-                                            '00000000-0000-0000-0000-0000000000e6',
-                                            '00000000-0000-0000-0000-0000000000f3');
-SELECT is((SELECT lease_policy FROM l_breuse), 'reuse_by_environment', 'bwrap reuse: lease policy is reuse_by_environment');
-SELECT is((SELECT provider_lease_id FROM l_breuse), 'sandbox://bwrap/00000000-0000-0000-0000-0000000000e6',
-          'bwrap reuse: provider_lease_id is sandbox://bwrap/<environment id>');
-SELECT ok((SELECT NOT (metadata ? 'resumedLease') AND metadata->'reuseLease' = 'true' FROM l_breuse),
-          'bwrap reuse: the first lease created its sandbox (no resumedLease)');
-SELECT throws_ok(
-  $$SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000e6',
-                                       '00000000-0000-0000-0000-0000000000f4')$$,
-  '55P03', 'environment "bwrap reuse" is held by heartbeat run 00000000-0000-0000-0000-0000000000f3',
-  'bwrap reuse: another run cannot acquire while the sandbox is held');
-SELECT is((SELECT cleanup_status FROM paperclip.release_run_leases('00000000-0000-0000-0000-0000000000f3')), 'pending',
-          'bwrap reuse: release leaves its release (keep) pending for the reconciler');
-CREATE TEMP TABLE l_bresumed AS
-  SELECT * FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
-                                            '00000000-0000-0000-0000-0000000000e6',
-                                            '00000000-0000-0000-0000-0000000000f4');
-SELECT is((SELECT provider_lease_id FROM l_bresumed), 'sandbox://bwrap/00000000-0000-0000-0000-0000000000e6',
-          'bwrap reuse: the next run gets the same sandbox');
-SELECT is((SELECT metadata->'resumedLease' FROM l_bresumed), 'true'::jsonb,
-          'bwrap reuse: the next run''s lease says resumedLease (its workspace was found)');
-SELECT throws_ok(
-  $$DELETE FROM paperclip.environment_leases WHERE id = (SELECT id FROM l_bwrap)$$,
-  '55000', 'cannot delete lease ' || (SELECT id FROM l_bwrap) || ' while its cleanup is pending',
-  'a released lease whose cleanup is pending cannot be deleted');
 
 SELECT * FROM finish();
 ROLLBACK;
