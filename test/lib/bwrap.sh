@@ -6,7 +6,7 @@
 #   bwrap_db                    database pcr: the extension, the seed, pcr_bwrap_test_exec()
 #   objects                     the entries of the sandbox root (sorted, one line)
 #   bwrap_procs                 how many processes hold a mount of the sandbox root (sandboxes alive)
-#   wait_objects SECS WANT      poll until objects prints WANT
+#   wait_objects SECS WANT      poll until objects prints WANT (SECS: wait_secs, tap.sh)
 #   object_of LEASE_ID|ENV_ID   pcr-<cluster>-<id>
 #   bexec LEASE CMD [ARGS]      run a command in a lease's sandbox, calling the provider's execute
 #                               directly in a driver worker (pcr_bwrap_test_exec())
@@ -76,7 +76,7 @@ bwrap_procs() {
 }
 
 wait_objects() {
-  local end=$(( SECONDS + $1 ))
+  local end=$(( SECONDS + $(wait_secs "$1") ))
   while [ "$SECONDS" -le "$end" ]; do [ "$(objects)" == "$2" ] && return 0; sleep 0.2; done
   return 1
 }
@@ -116,7 +116,7 @@ release() { sql "SELECT count(*) FROM paperclip.release_run_leases('00000000-000
 cleanup_of() { sql "SELECT coalesce(cleanup_status, 'null') FROM paperclip.environment_leases WHERE id = '$1'"; }
 
 wait_cleanup() {  # wait_cleanup LEASE WANT [secs]
-  local end=$(( SECONDS + ${3:-30} ))
+  local end=$(( SECONDS + $(wait_secs "${3:-60}") ))
   while [ "$SECONDS" -le "$end" ]; do [ "$(cleanup_of "$1")" == "$2" ] && return 0; sleep 0.2; done
   return 1
 }

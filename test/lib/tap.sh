@@ -10,6 +10,17 @@
 #   sql [psql args...]        psql -Atq against $DB, stops on the first error
 #   sql_error SQL             runs SQL, prints "SQLSTATE: message" of its error (or "no error")
 #   now_ms                    wall clock in milliseconds
+#   wait_secs SECS            SECS, at least $PCR_WAIT_MIN (30): the deadline of a wait for a
+#                             condition (a loaded machine is slow; a deadline is never the assertion)
+#   wait_log FILE OFFSET ERE [SECS]
+#                             poll (wait_secs SECS, default 30) until FILE past its first OFFSET
+#                             bytes has a line matching ERE; 1 when the time is up
+#   pgrep_ours ERE            how many processes whose command line matches ERE are this
+#                             suite's: their working directory, or a mount of their (sandbox's)
+#                             namespace, is under $PCR_WORK.  Other checkouts run the same tests
+#                             on this machine at the same time: a bare pgrep counts theirs too
+# and test/lib/settings.sh: pcr_setting, pcr_setting_reset, pcr_reconciler_passes
+. "$(dirname "${BASH_SOURCE[0]}")/settings.sh"
 TAP_N=0
 TAP_FAILED=0
 
@@ -67,4 +78,29 @@ sql_error() {
 
 now_ms() {
   date +%s%3N
+}
+
+PCR_WAIT_MIN=${PCR_WAIT_MIN:-30}
+wait_secs() {
+  if [ "$1" -ge "$PCR_WAIT_MIN" ]; then echo "$1"; else echo "$PCR_WAIT_MIN"; fi
+}
+
+wait_log() {
+  local end=$((SECONDS + $(wait_secs "${4:-30}")))
+  while :; do
+    tail -c +"$(($2 + 1))" "$1" | grep -qE -- "$3" && return 0
+    [ "$SECONDS" -ge "$end" ] && return 1
+    sleep 0.2
+  done
+}
+
+pgrep_ours() {
+  local n=0 p
+  for p in $(pgrep -f -- "$1"); do
+    case $(readlink "/proc/$p/cwd" 2>/dev/null) in
+      "$PCR_WORK"/*) n=$((n + 1)) ;;
+      *) grep -qF "$PCR_WORK/" "/proc/$p/mountinfo" 2>/dev/null && n=$((n + 1)) ;;
+    esac
+  done
+  echo "$n"
 }

@@ -21,7 +21,7 @@ storm() {  # storm <name> <sql with %i for the worker index>
   local name=$1 sql=$2 i
   psql -XAtq -c "SELECT pg_advisory_lock(4242)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
   local gate=$!
-  for _ in $(seq 1 300); do
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do
     [ "$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted")" = 1 ] && break
     sleep 0.1
   done
@@ -29,7 +29,7 @@ storm() {  # storm <name> <sql with %i for the worker index>
     psql -XAtq -v VERBOSITY=verbose -c "SELECT pg_advisory_lock_shared(4242)" -c "${sql//%i/$i}" >"$OUT/$name.$i.out" 2>"$OUT/$name.$i.err" &
   done
   QUEUED=0
-  for _ in $(seq 1 600); do
+  _end=$((SECONDS + $(wait_secs 60))); while [ "$SECONDS" -le "$_end" ]; do
     QUEUED=$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted")
     [ "$QUEUED" = "$N" ] && break
     sleep 0.1
@@ -109,7 +109,7 @@ waiting() {  # waiting <application_name prefix>: how many such sessions wait on
                   WHERE application_name LIKE '$1%' AND wait_event_type = 'Lock'"
 }
 wait_for_waiting() {  # wait_for_waiting <prefix> <count>: up to 60 s
-  for _ in $(seq 1 600); do
+  _end=$((SECONDS + $(wait_secs 60))); while [ "$SECONDS" -le "$_end" ]; do
     [ "$(waiting "$1")" = "$2" ] && return 0
     sleep 0.1
   done
@@ -123,7 +123,7 @@ for who in owner agent; do
   : >"$OUT/race_$who.err"
   PGAPPNAME=race_gate psql -XAtq -c "SELECT pg_advisory_lock(4343)" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
   gate=$!
-  for _ in $(seq 1 300); do
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do
     [ "$(psql -XAtq -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343 AND granted")" = 1 ] && break
     sleep 0.1
   done

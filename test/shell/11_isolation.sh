@@ -15,6 +15,13 @@ mkdir -p "$OUT"
 seeded_db "$DB" || exit 1
 
 active() { psql -XAtq -c "SELECT count(*) FROM paperclip.environment_leases WHERE status = 'active' AND $1"; }
+wait_file() {  # wait_file PATH: until it exists (at most wait_secs 30)
+  local end=$((SECONDS + $(wait_secs 30)))
+  while [ ! -e "$1" ] && [ "$SECONDS" -le "$end" ]; do sleep 0.05; done
+  [ -e "$1" ]
+}
+# psql's \! line that waits (at most a minute) for the file $1: /bin/sh has no SECONDS
+hold_until() { echo "\\! i=0; while [ ! -e $1 ] && [ \$i -lt 1200 ]; do sleep 0.05; i=\$((i + 1)); done"; }
 
 # 1. REPEATABLE READ: B's snapshot predates A's commit
 for who in owner agent; do
@@ -28,13 +35,15 @@ for who in owner agent; do
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 $prefix
 SELECT count(*) FROM paperclip.environments;   -- takes the snapshot
-SELECT pg_sleep(1.5);
+\! touch $OUT/rr_$who.snapshot
+$(hold_until "$OUT/rr_$who.committed")
 SELECT 'B won' FROM paperclip.acquire_run_lease('$C1', '$E_REUSE', '$R2');
 COMMIT;
 SQL
   b=$!
-  sleep 0.5
+  wait_file "$OUT/rr_$who.snapshot"
   psql -XAtq -c "$prefix SELECT 'A won' FROM paperclip.acquire_run_lease('$C1', '$E_REUSE', '$R1')" >"$OUT/rr_a_$who.out" 2>&1
+  touch "$OUT/rr_$who.committed"
   wait $b
   tap_is "$(cat "$OUT/rr_a_$who.out")" "A won" "$who, repeatable read: the first run acquires the reusable sandbox"
   tap_is "$(active "environment_id = '$E_REUSE'")" 1 "$who, repeatable read: the second run does not also hold it"
@@ -44,16 +53,24 @@ done
 
 # 2. acquire blocked on the run row while the run's lease is released
 psql -XAtq -c "SELECT count(*) FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R3')" >/dev/null
+# the holder releases the lease once the acquire waits for its row lock
 psql -XAtq <<SQL >/dev/null 2>&1 &
 BEGIN;
 SELECT 1 FROM paperclip.heartbeat_runs WHERE id = '$R3' FOR UPDATE;
-SELECT pg_sleep(1.5);
+\! touch $OUT/race.locked
+DO \$\$ DECLARE until timestamptz := clock_timestamp() + interval '60 s'; BEGIN
+  WHILE clock_timestamp() < until AND NOT EXISTS (
+          SELECT 1 FROM pg_stat_activity
+           WHERE application_name = 'pcr_race_acquire' AND wait_event_type = 'Lock') LOOP
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END \$\$;
 SELECT count(*) FROM paperclip.release_run_leases('$R3');
 COMMIT;
 SQL
 x=$!
-sleep 0.5
-psql -XAtq -v VERBOSITY=verbose -c "SELECT status FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R3')" >"$OUT/race.out" 2>"$OUT/race.err"
+wait_file "$OUT/race.locked"
+PGAPPNAME=pcr_race_acquire psql -XAtq -v VERBOSITY=verbose -c "SELECT status FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R3')" >"$OUT/race.out" 2>"$OUT/race.err"
 wait $x
 tap_is "$(cat "$OUT/race.err")" "" "an acquire that waited while the run's lease was released raises nothing"
 tap_is "$(cat "$OUT/race.out")" "active" "it returns a fresh active lease"

@@ -24,13 +24,15 @@ SID=$($PSQL -d "$DB" -c "CREATE EXTENSION paperclip_runtime" \
 $PSQL -d "$DB" >"$W/holder.out" 2>&1 <<SQL &
 BEGIN;
 SELECT 1 FROM paperclip.company_secrets WHERE id = '$SID' FOR UPDATE;
+\\! touch $W/locked
 DO \$\$ BEGIN
   WHILE pg_stat_file('$W/go', true) IS NULL LOOP PERFORM pg_sleep(0.05); END LOOP;
 END \$\$;
 COMMIT;
 SQL
 holder=$!
-sleep 0.5
+end=$((SECONDS + $(wait_secs 30)))
+while [ ! -e "$W/locked" ] && [ "$SECONDS" -le "$end" ]; do sleep 0.05; done
 
 pids=()
 for i in $(seq 2 9); do
@@ -40,7 +42,7 @@ for i in $(seq 2 9); do
 done
 
 waiting=0
-for _ in $(seq 1 200); do
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do
   waiting=$($PSQL -d "$DB" -c "SELECT count(*) FROM pg_stat_activity
                                  WHERE datname = '$DB' AND wait_event_type = 'Lock'
                                    AND query LIKE '%secret_rotate%'")

@@ -118,16 +118,15 @@ tap_is "$kept" "copy,do,explain" \
 $PSQL -c "CREATE ROLE pcr_quiet_writer LOGIN IN ROLE paperclip_admin" \
   -c "ALTER ROLE pcr_quiet_writer SET log_statement = 'none'" \
   -c "ALTER ROLE pcr_quiet_writer SET paperclip.company_id = '$C1'" \
-  -c "INSERT INTO paperclip.company_roles (company_id, role) VALUES ('$C1', 'pcr_quiet_writer')" \
-  -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" >/dev/null || exit 1
-for _ in $(seq 1 50); do [ "$($PSQL -c 'SHOW log_statement')" == all ] && break; sleep 0.1; done
+  -c "INSERT INTO paperclip.company_roles (company_id, role) VALUES ('$C1', 'pcr_quiet_writer')" >/dev/null || exit 1
+pcr_setting "$PGPORT" log_statement all || exit 1
 PGUSER=pcr_quiet_writer bind -D c=$C1 -D n=p4 -D v="$(v quietrole)" >/dev/null
 $PSQL -c "SELECT 'pcrmarker${TAG}'" >/dev/null
 grep -q -F "pcrmarker${TAG}" "$DATA/server.log" && [ "$(grep -c -F "$(v quietrole)" "$DATA/server.log")" -eq 0 ]
 tap_ok $? "under log_statement = all, a role set to log_statement = 'none' leaves its values out of the log"
 tap_like "$(PGUSER=pcr_quiet_writer $PSQL -c "SET log_statement = 'all'" 2>&1)" \
   'permission denied to set parameter "log_statement"' "and that role cannot set it back"
-$PSQL -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
+pcr_setting_reset "$PGPORT" log_statement none || exit 1
 tap_is "$($PSQL -c "SELECT count(*) FROM paperclip.company_secrets WHERE name IN ('dup', 'p1', 'p3', 'p4', 'q1', 'q2', 'q4')")" 7 \
   "control: the statements of part 2 did create their secrets"
 

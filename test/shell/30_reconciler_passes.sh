@@ -170,15 +170,16 @@ ok "once the row can change, a later pass expires it" \
   wait_until 10 "SELECT status = 'expired' FROM paperclip.environment_leases WHERE id = '$L_BAD'"
 
 # ------------------------------------------------ reload, and wake-up at commit
-sql "ALTER SYSTEM SET paperclip.reconcile_interval = '1h'" postgres
-sql "SELECT pg_reload_conf()" postgres >/dev/null
-# the reload has reached the worker once its 200 ms passes stop: wait until
-# no pass has started for a second (a loaded machine may take a while)
-passes_settle() {  # passes_settle: wait (up to 30 s) until passes stays put for 1 s
-  local deadline=$((SECONDS + 30)) before after
+pcr_setting "$RPORT" paperclip.reconcile_interval 1h || exit 1
+# a new session sees it: the worker has the reload pending.  It has applied it
+# once its 200 ms passes stop (the pass it had scheduled still runs): wait
+# until no pass has started for two seconds, ten of the old intervals (a
+# loaded machine may take a while)
+passes_settle() {  # passes_settle: wait (up to 60 s) until passes stays put for 2 s
+  local deadline=$((SECONDS + 60)) before after
   while [ "$SECONDS" -le "$deadline" ]; do
     before=$(sql "SELECT passes FROM paperclip.reconciler_status()")
-    sleep 1
+    sleep 2
     after=$(sql "SELECT passes FROM paperclip.reconciler_status()")
     [ "$before" = "$after" ] && return 0
   done

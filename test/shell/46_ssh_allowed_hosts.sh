@@ -29,16 +29,7 @@ trap cleanup EXIT
 ssh_lab_start "$LAB" || exit 1
 ssh_db_create pcr_ssh46 || exit 1
 allow() { set_setting paperclip.ssh_allowed_hosts "$1" || exit 1; }
-allow_nothing() {   # the empty list (set_setting would reset it to the default)
-  local seen
-  psql -X -Atq -d "$DB" -c "ALTER SYSTEM SET paperclip.ssh_allowed_hosts = ''" -c "SELECT pg_reload_conf()" >/dev/null || exit 1
-  for _ in $(seq 1 50); do
-    seen=$(psql -X -Atq -d "$DB" -c "SHOW paperclip.ssh_allowed_hosts")
-    [ -z "$seen" ] && return 0
-    sleep 0.1
-  done
-  exit 1
-}
+allow_nothing() { pcr_setting "$PGPORT" paperclip.ssh_allowed_hosts '' || exit 1; }  # the empty list (set_setting '' resets)
 
 # a listener that writes one line per connection it accepts, then hangs up
 rm -f "$LAB/counter.port" "$LAB/counter.log"
@@ -57,7 +48,7 @@ while True:
     c.close()
 PY
 COUNTER_PID=$!
-for _ in $(seq 1 50); do [ -s "$LAB/counter.port" ] && break; sleep 0.1; done
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ -s "$LAB/counter.port" ] && break; sleep 0.1; done
 COUNTER_PORT=$(cat "$LAB/counter.port")
 connections() { [ -f "$LAB/counter.log" ] && wc -l <"$LAB/counter.log" | tr -d ' ' || echo 0; }
 

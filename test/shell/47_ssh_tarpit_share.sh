@@ -60,7 +60,8 @@ for i in $(seq 1 "$NWORKERS"); do
       -c "SELECT * FROM paperclip.acquire_run_lease('$C1', '$E_TARPIT', '$R')" >"$LAB/a$i.out" ) &
   BG+=($!)
 done
-for _ in $(seq 1 100); do [ "$(busy)" -ge $((NWORKERS - 1)) ] && break; sleep 0.1; done
+end=$((SECONDS + $(wait_secs 30)))
+while [ "$(busy)" -lt $((NWORKERS - 1)) ] && [ "$SECONDS" -le "$end" ]; do sleep 0.1; done
 tap_is "$(busy)" $((NWORKERS - 1)) "company A holds all but one of the $NWORKERS workers in the tarpit"
 
 t0=$(now_ms)

@@ -52,14 +52,14 @@ call() {   # call OP COMPANY REQUEST [response_max] [deadline_ms] : the answer a
 }
 busy() { sql "SELECT count(*) FROM paperclip.driver_workers_status() WHERE state = 'running'"; }
 idle() { sql "SELECT count(*) FROM paperclip.driver_workers_status() WHERE state = 'idle'"; }
-wait_for() {  # wait_for SECS CMD WANT
-  local end=$(( $(date +%s) + $1 ))
+wait_for() {  # wait_for SECS CMD WANT (SECS: wait_secs)
+  local end=$(( $(date +%s) + $(wait_secs "$1") ))
   while [ "$(date +%s)" -le "$end" ]; do [ "$($2)" == "$3" ] && return 0; sleep 0.1; done
   return 1
 }
 marker() { cat "$1" 2>/dev/null; }
 wait_marker() {
-  local end=$(( $(date +%s) + 10 ))
+  local end=$(( $(date +%s) + $(wait_secs 30) ))
   while [ "$(date +%s)" -le "$end" ]; do [ -s "$1" ] && return 0; sleep 0.1; done
   return 1
 }

@@ -12,8 +12,8 @@ cd "$(dirname "$0")/../.."
 tap_plan 14
 seeded_db pcr_ceilings || exit 1
 DB=pcr_ceilings
-trap 'psql -XAtq -d postgres -c "ALTER SYSTEM RESET paperclip.ssh_connect_timeout" -c "SELECT pg_reload_conf()" \
-        -c "DROP DATABASE IF EXISTS pcr_ceilings WITH (FORCE)" -c "DROP ROLE IF EXISTS pcr_ceiling" >/dev/null 2>&1' EXIT
+trap 'pcr_setting_reset "$PGPORT" paperclip.ssh_connect_timeout 2>/dev/null
+      psql -XAtq -d postgres -c "DROP DATABASE IF EXISTS pcr_ceilings WITH (FORCE)" -c "DROP ROLE IF EXISTS pcr_ceiling" >/dev/null 2>&1' EXIT
 psql -XAtq -d postgres -c "DROP ROLE IF EXISTS pcr_ceiling" -c "CREATE ROLE pcr_ceiling LOGIN IN ROLE paperclip_agent" >/dev/null
 as_role() { PGUSER=pcr_ceiling sql_error "$@"; }
 as_role_show() { PGUSER=pcr_ceiling psql -X -Atq -d "$DB" "$@" 2>&1; }
@@ -50,15 +50,13 @@ tap_like "$out" "cannot be raised above 30000 ms" "connection options above the 
 # superusers are not bound by it; the server-wide value moves it
 tap_is "$(sql -c "SET paperclip.acquire_timeout = '1d'" -c "SHOW paperclip.acquire_timeout")" 1d \
   "a superuser may set it above the server's value"
-psql -XAtq -d postgres -c "ALTER SYSTEM SET paperclip.ssh_connect_timeout = '60s'" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 0.5
+pcr_setting "$PGPORT" paperclip.ssh_connect_timeout 60s 1min || exit 1
 tap_is "$(as_role_show -c "SET paperclip.ssh_connect_timeout = '45s'" -c "SHOW paperclip.ssh_connect_timeout")" 45s \
   "once a superuser raised the server-wide value, a role may set up to it"
 tap_is "$(as_role -c "SET paperclip.ssh_connect_timeout = '61s'")" \
   "42501: parameter \"paperclip.ssh_connect_timeout\" cannot be raised above 60000 ms" \
   "... but not above it"
-psql -XAtq -d postgres -c "ALTER SYSTEM RESET paperclip.ssh_connect_timeout" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 0.5
+pcr_setting_reset "$PGPORT" paperclip.ssh_connect_timeout 10s || exit 1
 tap_is "$(as_role -c "SET paperclip.ssh_connect_timeout = '45s'")" \
   "42501: parameter \"paperclip.ssh_connect_timeout\" cannot be raised above 10000 ms" \
   "lowered server-wide again, the ceiling follows"

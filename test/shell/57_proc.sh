@@ -61,13 +61,13 @@ alive() {  # alive PID: a live process (not a zombie)
   st=$(ps -o stat= -p "$1" 2>/dev/null | tr -d ' ')
   [ -n "$st" ] && [ "${st#Z}" == "$st" ]
 }
-wait_gone() {  # wait_gone PID [secs]
-  local end=$(( SECONDS + ${2:-10} ))
+wait_gone() {  # wait_gone PID [secs]: at least wait_secs (a child left alone lives 100 s or more)
+  local end=$(( SECONDS + $(wait_secs "${2:-10}") ))
   while [ "$SECONDS" -le "$end" ]; do alive "$1" || return 0; sleep 0.1; done
   return 1
 }
 wait_file() {
-  local end=$(( SECONDS + 10 ))
+  local end=$(( SECONDS + $(wait_secs 30) ))
   while [ "$SECONDS" -le "$end" ]; do [ -s "$1" ] && return 0; sleep 0.05; done
   return 1
 }

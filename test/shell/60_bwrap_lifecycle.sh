@@ -34,10 +34,8 @@ sql "INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id)
      SELECT ('00000000-0000-0000-0000-0000000000' || i)::uuid,
             '00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1'
        FROM generate_series(10, 40) AS i" >/dev/null
-set_bwrap() {  # set_bwrap PATH : paperclip_bwrap.bwrap_path, reloaded
-  sql "ALTER SYSTEM SET paperclip_bwrap.bwrap_path = '$1'" postgres >/dev/null
-  sql "SELECT pg_reload_conf()" postgres >/dev/null
-  sleep 1.5   # workers apply SIGHUP between requests (at least once a minute, at once when idle)
+set_bwrap() {  # set_bwrap PATH : paperclip_bwrap.bwrap_path, in force for the next request to a worker
+  pcr_setting "$RPORT" paperclip_bwrap.bwrap_path "$1" || exit 1
 }
 bg_acquire() {  # bg_acquire APPNAME ENV RUN OUTFILE
   ( PGAPPNAME=$1 "$PCR_PGBIN/psql" -X -Atq -h 127.0.0.1 -p "$RPORT" -U postgres -d pcr \
@@ -46,7 +44,7 @@ bg_acquire() {  # bg_acquire APPNAME ENV RUN OUTFILE
   BG+=($!)
 }
 wait_for_dir() {  # wait until a workspace directory exists
-  local end=$(( SECONDS + 20 )) d
+  local end=$(( SECONDS + $(wait_secs 30) )) d
   while [ "$SECONDS" -le "$end" ]; do
     for d in "$SROOT"/pcr-*; do [ -d "$d" ] && return 0; done
     sleep 0.05
@@ -105,14 +103,21 @@ tap_is "$(sql "SELECT count(*) FROM paperclip.environment_leases WHERE heartbeat
 p0=$(passes)
 out=$(sql "BEGIN; SAVEPOINT s; SELECT paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
        '00000000-0000-0000-0000-0000000000e5', '00000000-0000-0000-0000-0000000000f4');
-     ROLLBACK TO SAVEPOINT s; SELECT pg_sleep(2.5);
+     ROLLBACK TO SAVEPOINT s;
+     DO \$\$ DECLARE until timestamptz := clock_timestamp() + interval '60 s'; BEGIN
+       -- until the workspace is gone (60 s only bound the wait on a loaded machine)
+       WHILE clock_timestamp() < until
+             AND (SELECT count(*) FROM pg_ls_dir('$SROOT') AS d WHERE d LIKE 'pcr-%') > 0 LOOP
+         PERFORM pg_sleep(0.1);
+       END LOOP;
+     END \$\$;
      SELECT count(*) FROM pg_ls_dir('$SROOT') AS d WHERE d LIKE 'pcr-%'; COMMIT;")
 tap_is "$(tail -n 1 <<<"$out")" "0" "an acquire in a savepoint rolled back is destroyed while its transaction goes on"
 tap_ok "$( [ $(( $(passes) - p0 )) -le 2 ]; echo $? )" "...within two reconcile passes"
 L2=$(sql "BEGIN; SAVEPOINT s; SELECT id FROM paperclip.acquire_run_lease('00000000-0000-0000-0000-0000000000c1',
             '00000000-0000-0000-0000-0000000000e5', '00000000-0000-0000-0000-0000000000f4');
           RELEASE SAVEPOINT s; COMMIT;" | tail -n 1)
-sleep 2.5
+pcr_reconciler_passes "$RPORT" pcr 2 || exit 1   # the passes that destroyed the one rolled back
 tap_is "$(objects)" "$(object_of "$L2") $(object_of "$L2").json" "an acquire in a released savepoint that commits keeps its workspace"
 release f4
 wait_objects 20 ""
@@ -192,7 +197,7 @@ LC=$("$PCR_PGBIN/psql" -X -Atq -h 127.0.0.1 -p "$RPORT" -U postgres -d pcr -c "B
              '00000000-0000-0000-0000-0000000000e5', '00000000-0000-0000-0000-000000000016')" \
        -c "\\! chmod 500 $SROOT" -c "ROLLBACK")
 release 15
-sleep 3
+wait_until 30 "SELECT cleanup_error IS NOT NULL FROM paperclip.environment_leases WHERE id = '$LB'"
 tap_is "$(objects)" "$(printf '%s\n' "$(object_of "$LA")" "$(object_of "$LA").json" "$(object_of "$LB")" \
          "$(object_of "$LB").json" "$(object_of "$LC")" "$(object_of "$LC").json" \
          "$(object_of "$L2DB")" "$(object_of "$L2DB").json" | sort | tr '\n' ' ' | sed 's/ $//')" \
@@ -205,7 +210,7 @@ survivors=$(printf '%s\n' "$(object_of "$LA")" "$(object_of "$LA").json" "$(obje
             sort | tr '\n' ' ' | sed 's/ $//')
 wait_objects 60 "$survivors"
 tap_ok $? "after pg_ctl restart -m immediate only the active leases' workspaces are left"
-sleep 3
+pcr_reconciler_passes "$RPORT" pcr 2 || exit 1   # the start-up sweep is behind us, and another pass
 tap_is "$(objects)" "$survivors" "...including that of another database's lease (labelled with its database, left to its reconciler)"
 tap_is "$(sql "SELECT cleanup_status FROM paperclip.environment_leases WHERE id = '$LB'")" "success" \
   "...the released lease's cleanup completed"

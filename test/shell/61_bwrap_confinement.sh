@@ -136,9 +136,7 @@ sql "UPDATE paperclip.environments SET config = '{\"provider\": \"bwrap\", \"ima
       WHERE id = '00000000-0000-0000-0000-0000000000b4'" >/dev/null
 tap_is "$(sql "SELECT paperclip.environment_probe('00000000-0000-0000-0000-0000000000b4')->>'summary'")" \
   "image directory \"$PCR_WORK/no-image\" does not exist" "probe: a missing image"
-sql "ALTER SYSTEM SET paperclip_bwrap.bwrap_path = '/nonexistent/bwrap'" postgres >/dev/null
-sql "SELECT pg_reload_conf()" postgres >/dev/null
-sleep 1.5
+pcr_setting "$RPORT" paperclip_bwrap.bwrap_path /nonexistent/bwrap || exit 1
 tap_like "$(sql "SELECT paperclip.environment_probe('00000000-0000-0000-0000-0000000000e5')")" \
   '"ok": false.*bwrap is not installed: \\"/nonexistent/bwrap\\"' "probe: bwrap not installed"
 before=$(objects)
@@ -147,8 +145,7 @@ tap_like "$(psqlv -c "SELECT paperclip.acquire_run_lease('00000000-0000-0000-000
   '^58030: sandbox provider "bwrap" could not create sandbox' "an acquire when bwrap cannot run: 58030, and..."
 wait_objects 20 "$before"
 tap_ok $? "...the half-made workspace of that failed acquire is destroyed"
-sql "ALTER SYSTEM RESET paperclip_bwrap.bwrap_path" postgres >/dev/null
-sql "SELECT pg_reload_conf()" postgres >/dev/null
+pcr_setting_reset "$RPORT" paperclip_bwrap.bwrap_path /usr/bin/bwrap || exit 1
 release f2
 release f3
 wait_objects 20 ""

@@ -23,8 +23,8 @@ mkdir -p "$ROOT"
 [ "$(id -u)" -eq 0 ] && chown postgres: "$ROOT"
 chmod 700 "$ROOT"
 cleanup() {
-  psql -X -Atq -d postgres -c "ALTER SYSTEM RESET paperclip.driver_workers_per_company" \
-       -c "ALTER SYSTEM RESET paperclip.local_workspace_root" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+  pcr_setting_reset "$PGPORT" paperclip.driver_workers_per_company 2>/dev/null
+  pcr_setting_reset "$PGPORT" paperclip.local_workspace_root 2>/dev/null
   ssh_db_drop
   ssh_lab_stop
   rm -rf "$ROOT"	# its database is not the reconciler's: nobody sweeps it
@@ -32,12 +32,17 @@ cleanup() {
 trap cleanup EXIT
 ssh_lab_start "$LAB" || exit 1
 ssh_db_create pcr_exec61 || exit 1
-psql -X -Atq -d postgres -v r="$ROOT" <<'SQL' >/dev/null
-ALTER SYSTEM SET paperclip.driver_workers_per_company = 2;
-ALTER SYSTEM SET paperclip.local_workspace_root = :'r';
-SELECT pg_reload_conf();
-SQL
-for _ in $(seq 1 50); do [ "$(sql -c "SHOW paperclip.local_workspace_root")" == "$ROOT" ] && break; sleep 0.1; done
+pcr_setting "$PGPORT" paperclip.driver_workers_per_company 2 || exit 1
+pcr_setting "$PGPORT" paperclip.local_workspace_root "$ROOT" || exit 1
+# the driver workers may still pool sessions to an earlier test's lab (an idle
+# one lasts a minute): restart them, so that every session they pool is this lab's
+OLD=$(sql -c "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'paperclip driver'")
+sql -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'paperclip driver'" >/dev/null
+_end=$((SECONDS + $(wait_secs 60))); while [ "$SECONDS" -le "$_end" ]; do
+  [ "$(sql -c "SELECT count(*) FILTER (WHERE pid IN (${OLD:-0})) = 0 AND count(*) = current_setting('paperclip.driver_workers')::int
+                 FROM pg_stat_activity WHERE backend_type = 'paperclip driver'")" == t ] && break
+  sleep 0.2
+done
 E=00000000-0000-0000-0000-000000006101
 ssh_env $E kill61
 LEASES=()
@@ -47,22 +52,22 @@ done
 L=${LEASES[0]}
 LOCAL=$(sql -c "SELECT id FROM paperclip.acquire_run_lease('$C1', '00000000-0000-0000-0000-0000000000e1', '$(new_run)')")
 
-remote() { pgrep -f "^(sh -c .*)?$1" | wc -l; }
-wrappers() { pgrep -f '^/bin/sh -c nl=' | wc -l; }
+remote() { pgrep_ours "^(sh -c .*)?$1"; }
+wrappers() { pgrep_ours '^/bin/sh -c nl='; }   # the watchdogs (the wrapper runs in the workspace)
 wait_none() {
-  for _ in $(seq 1 150); do [ "$(remote "$1")" -eq 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(remote "$1")" -eq 0 ] && return 0; sleep 0.1; done
   return 1
 }
 wait_wrappers_gone() {
-  for _ in $(seq 1 150); do [ "$(wrappers)" -eq 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(wrappers)" -eq 0 ] && return 0; sleep 0.1; done
   return 1
 }
 wait_started() {
-  for _ in $(seq 1 150); do [ "$(remote "$1")" -gt 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(remote "$1")" -gt 0 ] && return 0; sleep 0.1; done
   return 1
 }
 server_up() {
-  for _ in $(seq 1 300); do
+  _end=$((SECONDS + $(wait_secs 60))); while [ "$SECONDS" -le "$_end" ]; do
     [ "$(psql -X -Atq -d "$DB" -c "SELECT count(*) >= 1 FROM pg_stat_activity WHERE backend_type = 'paperclip driver'" 2>/dev/null)" == t ] && return 0
     sleep 0.2
   done
@@ -74,8 +79,8 @@ wait_wrappers_gone
 tap_is "$(wrappers)|$(remote 'sleep 61[0-9][0-9]')" "0|0" "before: no wrapper, watchdog or command of ours on the remote host"
 # every sshd session on the lab host is one a driver worker keeps in its pool
 sessions_match() {
-  for _ in $(seq 1 100); do
-    [ "$(pgrep -c -f "^sshd: .*@notty")" -eq "$(sql -c "SELECT sum(pooled_sessions) FROM paperclip.driver_workers_status()")" ] && return 0
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do
+    [ "$(ssh_lab_sessions)" -eq "$(sql -c "SELECT sum(pooled_sessions) FROM paperclip.driver_workers_status()")" ] && return 0
     sleep 0.1
   done
   return 1
@@ -112,7 +117,8 @@ wait_wrappers_gone
 tap_ok $? "no wrapper or watchdog is left on the remote host"
 tap_is "$(wrappers)|$(remote 'sleep 61[0-9][0-9]')" "0|0" "after: none either"
 sessions_match
-tap_ok $? "... and the sshd sessions on the host are exactly the sessions the driver workers pool"
+tap_is "$(ssh_lab_sessions)" "$(sql -c "SELECT sum(pooled_sessions) FROM paperclip.driver_workers_status()")" \
+  "... and the sshd sessions on the host are exactly the sessions the driver workers pool"
 
 # ------------------------------------------------------------ the caller goes away
 tap_is "$(sql_error -c "SET statement_timeout = '800ms'" -c "SELECT * FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 'sleep 6109 & sleep 6110'])")" \

@@ -29,17 +29,13 @@ cleanup() {
   psql -XAtq -d "$DB" -c "DELETE FROM paperclip.lease_executions WHERE company_id = '$CO'" \
        -c "UPDATE paperclip.heartbeat_runs SET status = 'cancelled' WHERE company_id = '$CO' AND status NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out')" \
        -c "DELETE FROM paperclip.companies WHERE id = '$CO'" >/dev/null 2>&1
-  psql -XAtq -d postgres -c "ALTER SYSTEM RESET paperclip.local_workspace_root" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+  pcr_setting_reset "$PGPORT" paperclip.local_workspace_root 2>/dev/null
 }
 trap cleanup EXIT
 sql -c "INSERT INTO paperclip.companies (id, name) VALUES ('$CO', 'audit 62')" \
     -c "INSERT INTO paperclip.agents (id, company_id, name) VALUES ('$AG', '$CO', 'a62')" \
     -c "INSERT INTO paperclip.environments (id, company_id, name, driver) VALUES ('$EN', '$CO', 'local 62', 'local')" || exit 1
-psql -XAtq -d postgres -v r="$ROOT" <<'SQL' >/dev/null
-ALTER SYSTEM SET paperclip.local_workspace_root = :'r';
-SELECT pg_reload_conf();
-SQL
-for _ in $(seq 1 50); do [ "$(sql -c "SHOW paperclip.local_workspace_root")" == "$ROOT" ] && break; sleep 0.1; done
+pcr_setting "$PGPORT" paperclip.local_workspace_root "$ROOT" || exit 1
 new_run() { sql -c "INSERT INTO paperclip.heartbeat_runs (company_id, agent_id) VALUES ('$CO', '$AG') RETURNING id"; }
 acquire() { sql -c "SELECT id FROM paperclip.acquire_run_lease('$CO', '$EN', '$1')"; }
 RUN=$(new_run)
@@ -48,16 +44,16 @@ PREFIX="$ROOT/pcr-$(sql -c "SELECT to_hex(system_identifier) FROM pg_control_sys
 rows() { sql -c "SELECT count(*) FROM paperclip.lease_executions WHERE company_id = '$CO' AND command = '$1'"; }
 # wake the reconciler and wait (at most 30 s) until the SQL answers t
 wait_for() {
-  for _ in $(seq 1 150); do
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do
     sql -c "SELECT paperclip.reconciler_wake()" >/dev/null
     [ "$(sql -c "$1")" == t ] && return 0
     sleep 0.2
   done
   return 1
 }
-left() { pgrep -f "^(sh -c .*)?$1" | wc -l; }
+left() { pgrep_ours "^(sh -c .*)?$1"; }
 wait_none() {
-  for _ in $(seq 1 100); do [ "$(left "$1")" -eq 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(left "$1")" -eq 0 ] && return 0; sleep 0.1; done
   return 1
 }
 
@@ -77,7 +73,7 @@ sql -c "BEGIN" -c "SAVEPOINT s" -c "SELECT 1 FROM paperclip.lease_execute('$L', 
     -c "SELECT 1 FROM paperclip.lease_execute('$L', 'printf', ARRAY['kept'])" -c "COMMIT" >/dev/null
 wait_for "SELECT count(*) = 2 FROM paperclip.lease_executions WHERE company_id = '$CO' AND command = 'printf'"
 tap_ok $? "ROLLBACK TO SAVEPOINT: the rolled-back call is recorded out of band, the kept one in its transaction"
-sleep 1
+pcr_reconciler_passes "$PGPORT" "$DB" 2 || exit 1   # a pass that recorded a call twice would have run by now
 tap_is "$(rows printf)" 2 "... each exactly once"
 
 sql >/dev/null <<SQL
@@ -104,7 +100,7 @@ tap_ok $? "... and the command is gone"
 
 PGAPPNAME=pcr_exec62_term psql -X -Atq -d "$DB" -c "SELECT * FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 'sleep 6202'])" >/dev/null 2>&1 &
 bg=$!
-for _ in $(seq 1 100); do [ "$(left "sleep 6202")" -gt 0 ] && break; sleep 0.1; done
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(left "sleep 6202")" -gt 0 ] && break; sleep 0.1; done
 sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pcr_exec62_term'" >/dev/null
 wait $bg
 wait_none "sleep 6202"
@@ -114,7 +110,7 @@ tap_ok $? "... and the call is recorded with 57P01"
 
 psql -X -Atq -d "$DB" -c "SELECT * FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 'sleep 6203'])" >/dev/null 2>&1 &
 bg=$!
-for _ in $(seq 1 100); do [ "$(left "sleep 6203")" -gt 0 ] && break; sleep 0.1; done
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(left "sleep 6203")" -gt 0 ] && break; sleep 0.1; done
 kill -9 "$bg"					# the client (psql) goes away without a word
 wait $bg 2>/dev/null
 wait_none "sleep 6203"
@@ -133,10 +129,10 @@ tap_is "$(sql -c "SELECT count(*) FROM paperclip.lease_executions WHERE company_
 WS="$PREFIX-$L"
 tap_ok $([ -d "$WS" ]; echo $?) "the lease's workspace exists while the lease is active"
 sql -c "SELECT 1 FROM paperclip.lease_execute('$L', 'sh', ARRAY['-c', 'mkdir -p d/e && echo x > d/e/f && ln -s $OUTSIDE/keep link && ln -s $OUTSIDE dirlink && mkdir locked && chmod 000 locked'])" >/dev/null
-sql -c "SELECT paperclip.reconciler_wake()" >/dev/null; sleep 2
+pcr_reconciler_passes "$PGPORT" "$DB" 2 || exit 1
 tap_ok $([ -d "$WS" ]; echo $?) "... and stays across reconciler passes"
 sql -c "UPDATE paperclip.heartbeat_runs SET status = 'succeeded' WHERE id = '$RUN'" >/dev/null
-for _ in $(seq 1 150); do [ -e "$WS" ] || break; sql -c "SELECT paperclip.reconciler_wake()" >/dev/null; sleep 0.2; done
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ -e "$WS" ] || break; sql -c "SELECT paperclip.reconciler_wake()" >/dev/null; sleep 0.2; done
 tap_ok $([ ! -e "$WS" ]; echo $?) "once the lease is released, the reconciler removes its workspace"
 tap_is "$(cat "$OUTSIDE/keep" 2>&1)" precious "... without following the links planted in it"
 tap_is "$(ls "$OUTSIDE")" keep "... to a file or to a directory"
@@ -150,13 +146,13 @@ SELECT exit_code FROM paperclip.lease_execute(:'id', 'touch', ARRAY['made']);
 ROLLBACK;
 SQL
 bg=$!
-for _ in $(seq 1 150); do [ -e "$PCR_WORK/open62.ready" ] && break; sleep 0.1; done
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ -e "$PCR_WORK/open62.ready" ] && break; sleep 0.1; done
 W2=$(ls -d "$PREFIX"-* 2>/dev/null | grep -v '\.xid$' | head -n 1)
-sql -c "SELECT paperclip.reconciler_wake()" >/dev/null; sleep 2
+pcr_reconciler_passes "$PGPORT" "$DB" 2 || exit 1
 tap_ok $([ -n "$W2" ] && [ -e "$W2/made" ]; echo $?) "a workspace of a lease its transaction has not committed yet stays while that transaction runs"
 touch "$PCR_WORK/open62.go"
 wait $bg
-for _ in $(seq 1 150); do [ -n "$W2" ] && [ -e "$W2" ] || break; sql -c "SELECT paperclip.reconciler_wake()" >/dev/null; sleep 0.2; done
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ -n "$W2" ] && [ -e "$W2" ] || break; sql -c "SELECT paperclip.reconciler_wake()" >/dev/null; sleep 0.2; done
 tap_ok $([ -n "$W2" ] && [ ! -e "$W2" ] && [ ! -e "$W2.xid" ]; echo $?) "after that transaction rolled back, the workspace is removed"
 wait_for "SELECT count(*) = 1 FROM paperclip.lease_executions WHERE company_id = '$CO' AND command = 'touch' AND lease_id IS NULL"
 tap_ok $? "... and the call is recorded, its lease (which never existed) NULL"

@@ -16,18 +16,14 @@ mkdir -p "$ROOT"
 [ "$(id -u)" -eq 0 ] && chown postgres: "$ROOT"
 chmod 700 "$ROOT"
 cleanup() {
-  psql -XAtq -d postgres -c "ALTER SYSTEM RESET paperclip.local_workspace_root" -c "SELECT pg_reload_conf()" \
-       -c "DROP DATABASE IF EXISTS pcr_exec63 WITH (FORCE)" -c "DROP ROLE IF EXISTS pcr_exec63_ops" >/dev/null 2>&1
+  pcr_setting_reset "$PGPORT" paperclip.local_workspace_root 2>/dev/null
+  psql -XAtq -d postgres -c "DROP DATABASE IF EXISTS pcr_exec63 WITH (FORCE)" -c "DROP ROLE IF EXISTS pcr_exec63_ops" >/dev/null 2>&1
   rm -rf "$ROOT"	# its database is not the reconciler's: nobody sweeps it
 }
 trap cleanup EXIT
 seeded_db pcr_exec63 || exit 1
 DB=pcr_exec63
-psql -XAtq -d postgres -v r="$ROOT" <<'SQL' >/dev/null
-ALTER SYSTEM SET paperclip.local_workspace_root = :'r';
-SELECT pg_reload_conf();
-SQL
-for _ in $(seq 1 50); do [ "$(sql -c "SHOW paperclip.local_workspace_root")" == "$ROOT" ] && break; sleep 0.1; done
+pcr_setting "$PGPORT" paperclip.local_workspace_root "$ROOT" || exit 1
 L=$(sql -c "SELECT id FROM paperclip.acquire_run_lease('$C1', '$E_LOCAL', '$R1')")
 WS="$ROOT/pcr-$(sql -c "SELECT to_hex(system_identifier) FROM pg_control_system()")-db$(sql -c "SELECT oid FROM pg_database WHERE datname = current_database()")-$L"
 
@@ -37,9 +33,9 @@ ex() {
                         stdout_truncated, stderr_truncated
                    FROM paperclip.lease_execute('$L', $1)"
 }
-left() { pgrep -f "^(sh -c .*)?$1" | wc -l; }
+left() { pgrep_ours "^(sh -c .*)?$1"; }
 wait_none() {
-  for _ in $(seq 1 100); do [ "$(left "$1")" -eq 0 ] && return 0; sleep 0.1; done
+  _end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(left "$1")" -eq 0 ] && return 0; sleep 0.1; done
   return 1
 }
 
@@ -119,7 +115,7 @@ wait_none "sleep 630[67]"
 tap_ok $? "... and the command and its child are killed"
 ( PGAPPNAME=pcr_exec63_cancel sql_error -c "SELECT * FROM paperclip.lease_execute('$L', 'sleep', ARRAY['6308'])" >"$ROOT/../cancel63b.out" ) &
 bg=$!
-for _ in $(seq 1 100); do [ "$(left "sleep 6308")" -gt 0 ] && break; sleep 0.1; done
+_end=$((SECONDS + $(wait_secs 30))); while [ "$SECONDS" -le "$_end" ]; do [ "$(left "sleep 6308")" -gt 0 ] && break; sleep 0.1; done
 psql -XAtq -d postgres -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'pcr_exec63_cancel'" >/dev/null
 wait $bg
 tap_is "$(cat "$ROOT/../cancel63b.out")" "57014: canceling statement due to user request" "pg_cancel_backend mid-command: 57014"
