@@ -93,8 +93,7 @@ is "$(sql "SELECT count(*) FROM public.deleted_leases")|$(sql "SELECT count(*) F
   "…and nothing is deleted, neither leases nor execution records"
 
 # ---------------------------------------------------------------- one hour
-sql "ALTER SYSTEM SET paperclip.lease_retention = '1h'" postgres
-sql "SELECT pg_reload_conf()" postgres >/dev/null
+pcr_setting "$RPORT" paperclip.lease_retention 1h || exit 1
 ok "with retention 1h, a done lease released two hours ago is deleted" \
   wait_until 10 "SELECT NOT EXISTS (SELECT 1 FROM paperclip.environment_leases WHERE id = '$L_RELEASED')"
 gone() { sql "SELECT count(*) FROM paperclip.environment_leases WHERE id = '$1'"; }
@@ -136,8 +135,7 @@ is "$(echo "$DELETED" | awk '{s += $1} END {print s}')" 120005 "…and every del
 sql "ALTER TABLE paperclip.environment_leases ENABLE TRIGGER audit_delete"
 
 # ---------------------------------------------------------------- under concurrency
-sql "ALTER SYSTEM SET paperclip.lease_retention = '1s'" postgres
-sql "SELECT pg_reload_conf()" postgres >/dev/null
+pcr_setting "$RPORT" paperclip.lease_retention 1s || exit 1
 sql "INSERT INTO paperclip.heartbeat_runs (id, company_id, agent_id, status)
      SELECT ('00000000-0000-0000-0002-' || lpad(to_hex(i), 12, '0'))::uuid, '$C1', '$A1', 'running'
        FROM generate_series(1, 600) i" >/dev/null
@@ -205,5 +203,5 @@ is "$(sql "SELECT count(*) FROM public.deleted_leases WHERE id IN ('$L_PENDING',
   "…and so are the pending, failed, retained and active leases of before"
 is "$(sql "SELECT total_errors FROM paperclip.reconciler_status()")" "$ERRORS0" "the reconciler met no error meanwhile"
 
-sql "ALTER SYSTEM RESET paperclip.lease_retention" postgres >/dev/null
+pcr_setting_reset "$RPORT" paperclip.lease_retention || exit 1
 done_testing
