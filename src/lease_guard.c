@@ -553,16 +553,7 @@ pcr_environment_leases_guard(PG_FUNCTION_ARGS)
 	TriggerData *td;
 	Guard		g;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be called as a trigger", PCR_GUARD_NAME)));
-	td = (TriggerData *) fcinfo->context;
-	if (RelationGetRelid(td->tg_relation) != PcrRelid(PCR_REL_ENVIRONMENT_LEASES))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger function \"%s\" fires only on %s, not on \"%s\"", PCR_GUARD_NAME,
-						PcrRelName(PCR_REL_ENVIRONMENT_LEASES), RelationGetRelationName(td->tg_relation))));
+	td = PcrTriggerOn(fcinfo, PCR_GUARD_NAME, PCR_REL_ENVIRONMENT_LEASES);
 	if (!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),

@@ -176,3 +176,21 @@ PcrRegisterStatementSnapshot(void)
 {
 	return RegisterSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
 }
+
+TriggerData *
+PcrTriggerOn(FunctionCallInfo fcinfo, const char *fname, PcrRel rel)
+{
+	TriggerData *td;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be called as a trigger", fname)));
+	td = (TriggerData *) fcinfo->context;
+	if (RelationGetRelid(td->tg_relation) != PcrRelid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger function \"%s\" fires only on %s, not on \"%s\"", fname,
+						PcrRelName(rel), RelationGetRelationName(td->tg_relation))));
+	return td;
+}

@@ -17,6 +17,8 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "executor/tuptable.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
 
 typedef enum PcrRel
 {
@@ -72,6 +74,13 @@ extern const AttrNumber *PcrResolveColumns(Relation rel, const PcrColumn *cols, 
  */
 extern bool PcrFetchByPkey(Relation rel, Relation pkey, const pg_uuid_t *id,
 						   Snapshot snapshot, TupleTableSlot *slot);
+
+/*
+ * The TriggerData of a trigger function fname that must fire on rel: 39P01
+ * when it was not called as a trigger or fired on another relation.  The
+ * caller checks the timing and events it handles.
+ */
+extern TriggerData *PcrTriggerOn(FunctionCallInfo fcinfo, const char *fname, PcrRel rel);
 
 /* The snapshot a statement of the caller would read with, registered. */
 extern Snapshot PcrRegisterStatementSnapshot(void);

@@ -54,16 +54,7 @@ environments_trigger(FunctionCallInfo fcinfo, const char *fname, bool on_delete,
 	static PcrColumns cache;
 	TriggerData *td;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be called as a trigger", fname)));
-	td = (TriggerData *) fcinfo->context;
-	if (RelationGetRelid(td->tg_relation) != PcrRelid(PCR_REL_ENVIRONMENTS))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger function \"%s\" fires only on %s, not on \"%s\"", fname,
-						PcrRelName(PCR_REL_ENVIRONMENTS), RelationGetRelationName(td->tg_relation))));
+	td = PcrTriggerOn(fcinfo, fname, PCR_REL_ENVIRONMENTS);
 	if (!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
 		(on_delete ? !TRIGGER_FIRED_BY_DELETE(td->tg_event)
 		 : !(TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event))))
@@ -228,16 +219,7 @@ pcr_environments_sandbox_sweep(PG_FUNCTION_ARGS)
 	TriggerData *td;
 	char	   *status = NULL;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be called as a trigger", fname)));
-	td = (TriggerData *) fcinfo->context;
-	if (RelationGetRelid(td->tg_relation) != PcrRelid(PCR_REL_ENVIRONMENTS))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger function \"%s\" fires only on %s, not on \"%s\"", fname,
-						PcrRelName(PCR_REL_ENVIRONMENTS), RelationGetRelationName(td->tg_relation))));
+	td = PcrTriggerOn(fcinfo, fname, PCR_REL_ENVIRONMENTS);
 	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
 		TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		ereport(ERROR,
