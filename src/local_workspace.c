@@ -437,7 +437,7 @@ PcrLocalWorkspaceInit(bool preloading)
 {
 	DefineCustomStringVariable("paperclip.local_workspace_root",
 							   "Directory holding the workspaces of commands run on local leases.",
-							   "Each lease gets <root>/pcr-<cluster>-<lease id>, 0700; the root must be outside the data directory.",
+							   "Each lease gets <root>/pcr-<cluster>-db<database oid>-<lease id>, 0700; the root must be outside the data directory.",
 							   &pcr_local_workspace_root, "/var/tmp/paperclip_local",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	if (preloading)

@@ -29,7 +29,7 @@ extern char *pcr_local_workspace_root;
 /* _PG_init (local driver's init): the setting, the I/O backend, the reconciler step. */
 extern void PcrLocalWorkspaceInit(bool preloading);
 
-/* pcr-<cluster>-<lease id> */
+/* pcr-<cluster>-db<database oid>-<lease id> */
 extern void PcrLocalWorkspaceName(const pg_uuid_t *lease_id, char *out, size_t outlen);
 
 /*

@@ -312,7 +312,7 @@ PcrSshAllowInit(void)
 	DefineCustomStringVariable("paperclip.ssh_allowed_hosts",
 							   "SSH destinations environments may connect to.",
 							   "Host-name patterns, IP addresses and CIDR blocks, each with an optional "
-							   ":port, separated by commas; \"*\" admits any host, an empty list none.",
+							   ":port, separated by commas or white space; \"*\" admits any host, an empty list none.",
 							   &ssh_allowed_hosts, "*",
 							   PGC_SIGHUP, 0, check_allowed_hosts, assign_allowed_hosts, NULL);
 }
