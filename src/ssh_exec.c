@@ -504,6 +504,13 @@ pump(SshRun *r)
 			return true;
 		if (moved)
 			continue;
+		/*
+		 * Reading one stream may have pulled the other's packets off the
+		 * socket into libssh2's queue: waiting on the socket then would stall
+		 * (the remote side waits for window space those packets hold).
+		 */
+		if (libssh2_poll_channel_read(r->ch, 0) || libssh2_poll_channel_read(r->ch, 1))
+			continue;
 
 		rc = session_wait(r->c, r->kill == KILL_NONE ? r->deadline : r->kill_at,
 						  !r->eof_sent);
